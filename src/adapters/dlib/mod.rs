@@ -1,0 +1,107 @@
+//! The production [`FaceEncoder`](crate::ports::FaceEncoder): dlib, as Python's
+//! face_recognition uses it.
+//!
+//! Steps per image, as face_recognition 1.3.0 does them: decode to RGB; detect with HOG
+//! (upsampled `upsample` times) or the mmod CNN; predict 5 (or 68) landmarks on the
+//! detector's *untrimmed* rectangle; cut 150 px face chips with 0.25 padding; run the
+//! ResNet (`jitters` times per face); report boxes trimmed to the image.
+//!
+//! Work runs on a pool of OS threads, each owning its own copy of the models (dlib's
+//! detectors and networks are not thread-safe), so no lock is held across dlib calls.
+//! Without the `dlib` Cargo feature, [`DlibEncoder::start`] returns an error.
+
+pub mod models;
+#[cfg(feature = "dlib")]
+mod pool;
+#[cfg(feature = "dlib")]
+mod shim;
+
+use crate::decode::DecodeLimits;
+use std::path::PathBuf;
+
+/// Which face detector to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Detector {
+    /// HOG + linear SVM: fast on CPU, face_recognition's default.
+    Hog,
+    /// mmod CNN: finds more faces at more angles, ~10-50x slower on CPU.
+    Cnn,
+}
+
+/// Which landmark model to align faces with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Landmarks {
+    /// 5 points (face_recognition's default, "small").
+    #[value(name = "5")]
+    Five,
+    /// 68 points ("large").
+    #[value(name = "68")]
+    SixtyEight,
+}
+
+/// Everything that determines what the encoder finds.
+#[derive(Debug, Clone)]
+pub struct EncoderSettings {
+    /// Folder holding the model files.
+    pub model_dir: PathBuf,
+    /// Face detector.
+    pub detector: Detector,
+    /// Times to upsample before detecting (finds smaller faces, costs ~4x per step).
+    pub upsample: u32,
+    /// Landmark model.
+    pub landmarks: Landmarks,
+    /// Times to re-sample each face when encoding (1 = no jitter).
+    pub jitters: u32,
+    /// Encoder threads (each holds ~100 MB of models).
+    pub threads: usize,
+    /// Decode limits.
+    pub decode: DecodeLimits,
+    /// More faces than this in one image is an error (the image is dead-lettered).
+    pub max_faces: usize,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        Self {
+            model_dir: models::default_model_dir(),
+            detector: Detector::Hog,
+            upsample: 1,
+            landmarks: Landmarks::Five,
+            jitters: 1,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            decode: DecodeLimits::default(),
+            max_faces: 1000,
+        }
+    }
+}
+
+#[cfg(feature = "dlib")]
+pub use pool::DlibEncoder;
+
+/// Stand-in when the crate is built without dlib: starting it explains how to get one.
+#[cfg(not(feature = "dlib"))]
+pub struct DlibEncoder(std::convert::Infallible);
+
+#[cfg(not(feature = "dlib"))]
+impl DlibEncoder {
+    /// Always fails: this build has no dlib.
+    pub fn start(_settings: EncoderSettings) -> Result<Self, String> {
+        Err("this facerec was built without dlib; rebuild with `cargo build --release --features dlib` \
+             (needs libdlib-dev and libopenblas-dev, see README)"
+            .to_owned())
+    }
+}
+
+#[cfg(not(feature = "dlib"))]
+#[async_trait::async_trait]
+impl crate::ports::FaceEncoder for DlibEncoder {
+    async fn encode(
+        &self,
+        _image: &[u8],
+    ) -> Result<crate::face::EncodedImage, crate::ports::EncodeError> {
+        match self.0 {}
+    }
+    fn fingerprint(&self) -> String {
+        match self.0 {}
+    }
+}

@@ -1,0 +1,239 @@
+//! The encoder thread pool: N OS threads, each with its own models, fed by a channel.
+
+use super::shim::{CnnDetector, HogDetector};
+use super::{Detector, EncoderSettings, Landmarks, models};
+use crate::decode::decode;
+use crate::face::{BoundingBox, EncodedImage, Encoding, Face, StageTimes};
+use crate::ports::{EncodeError, FaceEncoder};
+use async_trait::async_trait;
+use dlib_face_recognition::{
+    FaceEncoderNetwork, FaceEncoderTrait, ImageMatrix, LandmarkPredictor, LandmarkPredictorTrait,
+};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// One image to encode and where to send the answer.
+struct Job {
+    image: Vec<u8>,
+    reply: oneshot::Sender<Result<EncodedImage, EncodeError>>,
+    span: tracing::Span,
+}
+
+/// A thread's own copy of every model it needs.
+#[derive(Clone)]
+struct Models {
+    detector: DetectorModel,
+    landmarks: LandmarkPredictor,
+    net: FaceEncoderNetwork,
+}
+
+#[derive(Clone)]
+enum DetectorModel {
+    Hog(HogDetector),
+    Cnn(CnnDetector),
+}
+
+/// dlib face encoder on a pool of `settings.threads` threads.
+pub struct DlibEncoder {
+    jobs: Option<crossbeam_channel::Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    fingerprint: String,
+}
+
+impl DlibEncoder {
+    /// Loads the models once, copies them into each thread, starts the threads.
+    ///
+    /// # Errors
+    /// A missing or unreadable model file, or a CPU without the instructions the C++
+    /// shim was compiled for.
+    pub fn start(settings: EncoderSettings) -> Result<Self, String> {
+        check_cpu()?;
+        let dir = &settings.model_dir;
+        let resnet = models::model_file(dir, models::RESNET)?;
+        let landmark_file = match settings.landmarks {
+            Landmarks::Five => models::LANDMARKS_5,
+            Landmarks::SixtyEight => models::LANDMARKS_68,
+        };
+        let landmark_path = models::model_file(dir, landmark_file)?;
+        let (detector, detector_id) = match settings.detector {
+            Detector::Hog => (DetectorModel::Hog(HogDetector::new()), "hog".to_owned()),
+            Detector::Cnn => {
+                let path = models::model_file(dir, models::CNN_DETECTOR)?;
+                let cnn =
+                    CnnDetector::open(&path).map_err(|e| format!("{}: {}", path.display(), e.0))?;
+                (
+                    DetectorModel::Cnn(cnn),
+                    format!("cnn:{}", models::short_digest(&path)?),
+                )
+            }
+        };
+        let loaded = Models {
+            detector,
+            landmarks: LandmarkPredictor::open(&landmark_path)?,
+            net: FaceEncoderNetwork::open(&resnet)?,
+        };
+        let fingerprint = format!(
+            "dlib-19.24 detector={detector_id} upsample={} landmarks={}:{} jitters={} resnet={}",
+            settings.upsample,
+            landmark_file,
+            models::short_digest(&landmark_path)?,
+            settings.jitters.max(1),
+            models::short_digest(&resnet)?,
+        );
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(settings.threads.max(1) * 2);
+        let threads = (0..settings.threads.max(1))
+            .map(|i| {
+                let (rx, mut models, settings) = (rx.clone(), loaded.clone(), settings.clone());
+                std::thread::Builder::new()
+                    .name(format!("dlib-{i}"))
+                    .spawn(move || {
+                        for job in rx {
+                            let _entered = job.span.enter();
+                            // The receiver may have given up (a shutdown); nothing to do then.
+                            let _ = job
+                                .reply
+                                .send(encode_one(&mut models, &settings, &job.image));
+                        }
+                    })
+                    .map_err(|e| format!("cannot start encoder thread: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            jobs: Some(tx),
+            threads,
+            fingerprint,
+        })
+    }
+}
+
+impl Drop for DlibEncoder {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[async_trait]
+impl FaceEncoder for DlibEncoder {
+    async fn encode(&self, image: &[u8]) -> Result<EncodedImage, EncodeError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            image: image.to_vec(),
+            reply,
+            span: tracing::Span::current(),
+        };
+        let jobs = self
+            .jobs
+            .clone()
+            .ok_or_else(|| EncodeError::Unavailable("encoder stopped".into()))?;
+        // The channel is bounded: wait for room off the executor.
+        tokio::task::spawn_blocking(move || jobs.send(job))
+            .await
+            .map_err(|e| EncodeError::Unavailable(e.to_string()))?
+            .map_err(|_| EncodeError::Unavailable("encoder threads have stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| EncodeError::Unavailable("encoder thread died".into()))?
+    }
+
+    fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+}
+
+fn encode_one(
+    models: &mut Models,
+    settings: &EncoderSettings,
+    image: &[u8],
+) -> Result<EncodedImage, EncodeError> {
+    let started = Instant::now();
+    let pixels = decode(image, &settings.decode)?;
+    let (width, height) = (pixels.width, pixels.height);
+    // SAFETY: `data` holds width * height * 3 bytes (RgbPixels' invariant) and outlives the call.
+    let matrix = unsafe { ImageMatrix::new(width as usize, height as usize, pixels.data.as_ptr()) };
+    drop(pixels);
+    let decoded = Instant::now();
+    let rects = match &mut models.detector {
+        DetectorModel::Hog(d) => d.detect(&matrix, settings.upsample),
+        DetectorModel::Cnn(d) => d.detect(&matrix, settings.upsample),
+    }
+    .map_err(|e| EncodeError::Failed(format!("face detection: {}", e.0)))?;
+    if rects.len() > settings.max_faces {
+        return Err(EncodeError::OverLimit(format!(
+            "{} faces found, the limit is {}",
+            rects.len(),
+            settings.max_faces
+        )));
+    }
+    let detected = Instant::now();
+    // Landmarks on the untrimmed rectangles, as face_recognition does: trimming first
+    // shifts the landmarks of faces at the border.
+    let landmarks: Vec<_> = rects
+        .iter()
+        .map(|r| models.landmarks.face_landmarks(&matrix, r))
+        .collect();
+    let landmarked = Instant::now();
+    let encodings = if landmarks.is_empty() {
+        Vec::new()
+    } else {
+        let out = models
+            .net
+            .get_face_encodings(&matrix, &landmarks, settings.jitters);
+        out.iter()
+            .map(|e| {
+                Encoding::from_slice(e.as_ref())
+                    .ok_or_else(|| EncodeError::Failed("encoding is not 128-d".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let encoded = Instant::now();
+    let faces = rects
+        .iter()
+        .zip(encodings)
+        .map(|(r, encoding)| Face {
+            bbox: BoundingBox::trimmed(
+                r.top as i64,
+                r.right as i64,
+                r.bottom as i64,
+                r.left as i64,
+                width,
+                height,
+            ),
+            encoding,
+        })
+        .collect();
+    Ok(EncodedImage {
+        width,
+        height,
+        faces,
+        times: StageTimes {
+            decode: decoded - started,
+            detect: detected - decoded,
+            landmarks: landmarked - detected,
+            encode: encoded - landmarked,
+        },
+    })
+}
+
+/// Refuses to start on a CPU that lacks what the shim was compiled for (see build.rs).
+fn check_cpu() -> Result<(), String> {
+    let arch = env!("FACEREC_SHIM_ARCH");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let wants_avx2 =
+            arch.contains("avx2") || arch.contains("x86-64-v3") || arch.contains("native");
+        if wants_avx2
+            && !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"))
+        {
+            return Err(format!(
+                "this build's dlib code was compiled with `{arch}` but this CPU lacks AVX2/FMA; \
+                 rebuild with FACEREC_CXX_ARCH=\"\""
+            ));
+        }
+    }
+    let _ = arch;
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Encoder flags shared by `faces`, `scan`, `record`, `worker` and `replay`.
+
+use crate::adapters::dlib::{Detector, EncoderSettings, Landmarks, models};
+use crate::decode::DecodeLimits;
+use std::path::PathBuf;
+
+/// How faces are found and encoded.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EncoderArgs {
+    /// Folder with the dlib model files [default: $XDG_CACHE_HOME/facerec/models]
+    #[arg(long, env = "FACEREC_MODELS", value_name = "DIR")]
+    pub models: Option<PathBuf>,
+    /// Face detector.
+    #[arg(long, env = "FACEREC_DETECTOR", value_enum, default_value = "hog")]
+    pub detector: Detector,
+    /// Times to upsample the image before detecting (face_recognition's default is 1).
+    #[arg(long, env = "FACEREC_UPSAMPLE", default_value_t = 1)]
+    pub upsample: u32,
+    /// Landmark model used to align faces.
+    #[arg(long, env = "FACEREC_LANDMARKS", value_enum, default_value = "5")]
+    pub landmarks: Landmarks,
+    /// Times to re-sample each face when encoding (higher is slower, slightly more accurate).
+    #[arg(long, env = "FACEREC_JITTERS", default_value_t = 1)]
+    pub jitters: u32,
+    /// Encoder threads [default: number of cores]
+    #[arg(long, env = "FACEREC_ENCODER_THREADS")]
+    pub encoder_threads: Option<usize>,
+    /// Largest image, in pixels; larger ones are refused before decoding.
+    #[arg(long, env = "FACEREC_MAX_PIXELS", default_value_t = DecodeLimits::default().max_pixels)]
+    pub max_pixels: u64,
+    /// Largest image file, in bytes.
+    #[arg(long, env = "FACEREC_MAX_IMAGE_BYTES", default_value_t = DecodeLimits::default().max_bytes)]
+    pub max_image_bytes: usize,
+    /// Most faces accepted in one image.
+    #[arg(long, env = "FACEREC_MAX_FACES", default_value_t = EncoderSettings::default().max_faces)]
+    pub max_faces: usize,
+    /// Do not apply EXIF orientation (face_recognition does not apply it).
+    #[arg(long, env = "FACEREC_NO_EXIF_ORIENTATION")]
+    pub no_exif_orientation: bool,
+}
+
+impl EncoderArgs {
+    /// The settings these flags describe.
+    pub fn settings(&self) -> EncoderSettings {
+        let defaults = EncoderSettings::default();
+        EncoderSettings {
+            model_dir: self
+                .models
+                .clone()
+                .unwrap_or_else(models::default_model_dir),
+            detector: self.detector,
+            upsample: self.upsample,
+            landmarks: self.landmarks,
+            jitters: self.jitters.max(1),
+            threads: self.encoder_threads.unwrap_or(defaults.threads).max(1),
+            decode: DecodeLimits {
+                max_bytes: self.max_image_bytes,
+                max_pixels: self.max_pixels,
+                apply_exif_orientation: !self.no_exif_orientation,
+            },
+            max_faces: self.max_faces,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! facerec: finds faces in images, stores their encodings, and records which images share
+//! a face.
+//!
+//! # Layout
+//! - [`ports`]: the four traits the pipeline needs (`MessageSource`, `FaceEncoder`,
+//!   `FaceIndex`, `LogSink`) and their error types (transient or permanent).
+//! - [`orchestrator`]: one delivery in, one [`orchestrator::Outcome`] out; the pipeline
+//!   logic, written once.
+//! - [`runner`]: the concurrent loop that takes, processes and settles deliveries until
+//!   shutdown.
+//! - [`message`]: the wire format, parsed into a validated [`message::ScanRequest`].
+//! - [`face`], [`hash`]: the domain types.
+//! - [`decode`]: image bytes to RGB, with limits.
+//! - [`matching`]: the exact nearest-face kernel shared by both indexes.
+//! - [`log_lines`]: routing keys and safe rendering of progress lines.
+//! - [`adapters`]: the implementations of the ports (dlib, RabbitMQ, Redis, the embedded
+//!   index, folders, captured files, recorded encodings).
+
+#![warn(missing_docs, unreachable_pub)]
+#![recursion_limit = "1024"]
+
+pub mod adapters;
+pub mod cli;
+pub mod decode;
+pub mod face;
+pub mod hash;
+pub mod log_lines;
+pub mod matching;
+pub mod message;
+pub mod orchestrator;
+pub mod ports;
+pub mod runner;
+pub mod telemetry;
+
+#[cfg(feature = "dlib")]
+#[macro_use]
+extern crate cpp;

@@ -1,0 +1,250 @@
+//! The four ports: what the orchestrator needs from the world, and nothing more.
+//!
+//! Each port has a production adapter in `src/adapters/`, and test doubles in the
+//! `facerec-fakes` crate. Every error type says whether a failure is *transient* (the
+//! message is requeued and tried again later) or *permanent* (the message is dead-lettered
+//! with the error as its reason); the orchestrator decides from that alone.
+
+use crate::face::{EncodedImage, Encoding};
+use crate::hash::ImageHash;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+// ---------------------------------------------------------------------------------------
+// MessageSource
+
+/// Opaque handle of one delivery, unique within its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryId(pub u64);
+
+/// One message as taken from a source, not yet settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Pass back to [`MessageSource::settle`].
+    pub id: DeliveryId,
+    /// The message body, unparsed.
+    pub body: Vec<u8>,
+    /// Headers whose values are text (`name`, `hash` for raw-image messages).
+    pub headers: BTreeMap<String, String>,
+    /// 1 on first delivery; raised each time the message is requeued by a worker.
+    pub attempt: u32,
+}
+
+/// How a delivery ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Processed; its result is durable. Remove it from the queue.
+    Ack,
+    /// Failed for a reason that may pass (a server down). Deliver it again later, with
+    /// `attempt` raised by one.
+    Requeue {
+        /// Why, for logs.
+        reason: String,
+    },
+    /// Can never succeed. Move it, with `reason`, to the dead-letter queue.
+    DeadLetter {
+        /// Why, stored with the message.
+        reason: String,
+    },
+}
+
+/// A source failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The connection is down; the source reconnects by itself and unsettled deliveries
+    /// return to the queue.
+    #[error("message source unavailable: {0}")]
+    Unavailable(String),
+    /// The source cannot go on (bad configuration, a file that cannot be read).
+    #[error("message source failed: {0}")]
+    Fatal(String),
+}
+
+/// Where deliveries come from: a RabbitMQ queue, a folder, captured message files.
+///
+/// Contract: every delivery returned by `next` MUST be settled exactly once, or the source
+/// MUST give it back (redeliver it) when the process dies or the connection drops. A
+/// delivery MUST NOT be removed from its queue before `settle(.., Ack)` returns `Ok`.
+#[async_trait]
+pub trait MessageSource: Send + Sync {
+    /// The next delivery, waiting for one if needed. `Ok(None)` means the source is
+    /// exhausted (a folder or replay finished); a broker source only ends when closed.
+    ///
+    /// # Errors
+    /// [`SourceError::Unavailable`] while reconnecting; [`SourceError::Fatal`] when the
+    /// source cannot continue.
+    async fn next(&self) -> Result<Option<Delivery>, SourceError>;
+
+    /// Acks, requeues or dead-letters a delivery. For `DeadLetter`, the message MUST be
+    /// stored in the dead-letter queue before it is removed from its own queue.
+    ///
+    /// # Errors
+    /// [`SourceError::Unavailable`] if the connection dropped: the broker will redeliver.
+    async fn settle(&self, id: DeliveryId, settlement: Settlement) -> Result<(), SourceError>;
+}
+
+// ---------------------------------------------------------------------------------------
+// FaceEncoder
+
+/// An encoder failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// Not a decodable image (permanent).
+    #[error("not a decodable image: {0}")]
+    NotAnImage(String),
+    /// Over a configured limit: bytes, pixels or faces (permanent).
+    #[error("image over limit: {0}")]
+    OverLimit(String),
+    /// This image has no recorded encoding (recorded encoder only; permanent).
+    #[error("no recorded encoding for image {0}")]
+    NotRecorded(ImageHash),
+    /// dlib failed on this image (permanent: the same image fails again).
+    #[error("face encoding failed: {0}")]
+    Failed(String),
+    /// The encoder cannot work right now (its pool is shutting down; transient).
+    #[error("encoder unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl EncodeError {
+    /// Whether trying the same image again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, EncodeError::Unavailable(_))
+    }
+}
+
+/// Finds faces. Implementations run CPU-heavy work on their own threads: `encode` MUST
+/// NOT block the async executor.
+#[async_trait]
+pub trait FaceEncoder: Send + Sync {
+    /// Decodes `image` (JPEG, PNG, GIF, BMP, WebP) and returns every face in it.
+    ///
+    /// # Errors
+    /// See [`EncodeError`]; only `Unavailable` is transient.
+    async fn encode(&self, image: &[u8]) -> Result<EncodedImage, EncodeError>;
+
+    /// The settings that determine the encodings (models, detector, upsample, jitters), as
+    /// one string. Stored with each image so a later re-index can find stale entries.
+    fn fingerprint(&self) -> String;
+}
+
+// ---------------------------------------------------------------------------------------
+// FaceIndex
+
+/// An image to add, with the faces found in it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewImage<'a> {
+    /// Its key.
+    pub hash: &'a ImageHash,
+    /// The name it arrived with.
+    pub name: &'a str,
+    /// One encoding per face; may be empty.
+    pub faces: &'a [Encoding],
+    /// [`FaceEncoder::fingerprint`] of the encoder that found them.
+    pub fingerprint: &'a str,
+}
+
+/// Another image that shares a face with the one asked about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageMatch {
+    /// The other image.
+    pub hash: ImageHash,
+    /// Smallest distance between a face of one image and a face of the other.
+    pub distance: f64,
+}
+
+/// Everything the index holds about one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Its key.
+    pub hash: ImageHash,
+    /// Every name it arrived with (db 2).
+    pub names: BTreeSet<String>,
+    /// Its face encodings (db 3).
+    pub faces: Vec<Encoding>,
+    /// Images sharing a face with it, nearest first (db 4, with distances).
+    pub matches: Vec<ImageMatch>,
+    /// Encoder settings it was scanned with, when known.
+    pub fingerprint: Option<String>,
+}
+
+/// An index failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    /// The store cannot be reached or timed out (transient).
+    #[error("index unavailable: {0}")]
+    Unavailable(String),
+    /// The store holds data this image cannot be written over, e.g. a key of the wrong
+    /// type written by another program (permanent).
+    #[error("index rejected the write: {0}")]
+    Rejected(String),
+}
+
+impl IndexError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, IndexError::Unavailable(_))
+    }
+}
+
+/// The four-database model: name -> hash (db 1), hash -> {names} (db 2),
+/// hash -> {encodings} (db 3), hash -> {matching hashes} (db 4, symmetric).
+///
+/// Contract: a method returning `Ok` has made its writes durable as far as the store
+/// goes. `add_image` is one logical step: it stores the faces *before* comparing them
+/// with the rest of the index (so two workers racing on two images of one person still
+/// link them), records matches in both directions, never matches an image with itself,
+/// and writes the name last: no reader sees the name before faces and matches are
+/// complete. Every method is idempotent: repeating a call gives the same state.
+#[async_trait]
+pub trait FaceIndex: Send + Sync {
+    /// Whether the image was completely added before (its names exist).
+    ///
+    /// # Errors
+    /// See [`IndexError`].
+    async fn is_known(&self, hash: &ImageHash) -> Result<bool, IndexError>;
+
+    /// Adds a name to a known image (db 1 and db 2).
+    ///
+    /// # Errors
+    /// See [`IndexError`].
+    async fn add_name(&self, hash: &ImageHash, name: &str) -> Result<(), IndexError>;
+
+    /// Stores an image with its faces and returns the other images it matches
+    /// (distance <= `tolerance`), nearest first.
+    ///
+    /// # Errors
+    /// See [`IndexError`].
+    async fn add_image(
+        &self,
+        image: NewImage<'_>,
+        tolerance: f64,
+    ) -> Result<Vec<ImageMatch>, IndexError>;
+
+    /// Everything known about one image, or `None`.
+    ///
+    /// # Errors
+    /// See [`IndexError`].
+    async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError>;
+
+    /// The image a name points to (db 1), or `None`.
+    ///
+    /// # Errors
+    /// See [`IndexError`].
+    async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
+}
+
+// ---------------------------------------------------------------------------------------
+// LogSink
+
+/// Where progress lines go: the `logs` topic exchange in production, stderr for `scan`.
+///
+/// Contract: `publish` MUST return promptly and MUST NOT fail or block image processing
+/// when the destination is slow or down; an implementation may drop lines then (and
+/// count them).
+#[async_trait]
+pub trait LogSink: Send + Sync {
+    /// Publishes one line under a routing key such as `host1.worker.info`.
+    async fn publish(&self, routing_key: &str, line: &str);
+}

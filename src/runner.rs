@@ -1,0 +1,186 @@
+//! The loop around the orchestrator: take deliveries while there is room, process them
+//! concurrently, settle each one, stop cleanly on shutdown.
+//!
+//! Shutdown is a [`CancellationToken`] passed in (as in mini-redis): once cancelled, no
+//! new delivery is taken, deliveries in flight finish and are settled, then `run` returns.
+//! Anything not settled by then is redelivered by the broker.
+
+use crate::orchestrator::{Orchestrator, Outcome, retry_delay};
+use crate::ports::{Delivery, FaceEncoder, FaceIndex, LogSink, MessageSource, SourceError};
+use futures::FutureExt as _;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Images processed at the same time.
+    pub concurrency: usize,
+    /// First delay before a failed delivery is requeued; doubles per attempt.
+    pub retry_base: Duration,
+    /// Longest delay before a requeue.
+    pub retry_max: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One settled delivery, as seen by an observer (progress bar, metrics, tests).
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// What the orchestrator decided.
+    pub outcome: Outcome,
+    /// Time from taking the delivery to settling it.
+    pub elapsed: Duration,
+    /// Whether the settlement reached the source (if not, the broker redelivers).
+    pub settled: Result<(), SourceError>,
+}
+
+/// Counts of a finished run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Deliveries taken.
+    pub taken: u64,
+    /// Deliveries acked (stored or name added).
+    pub acked: u64,
+    /// Deliveries requeued.
+    pub requeued: u64,
+    /// Deliveries dead-lettered.
+    pub dead_lettered: u64,
+}
+
+/// Something told about every settled delivery.
+pub type Observer = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// Runs until the source is exhausted, fails fatally, or `shutdown` is cancelled.
+///
+/// # Errors
+/// A fatal source error, after in-flight deliveries were settled.
+pub async fn run<S, E, I, L>(
+    orchestrator: Arc<Orchestrator<E, I, L>>,
+    source: Arc<S>,
+    options: RunOptions,
+    shutdown: CancellationToken,
+    observer: Observer,
+) -> Result<RunStats, SourceError>
+where
+    S: MessageSource + 'static,
+    E: FaceEncoder + 'static,
+    I: FaceIndex + 'static,
+    L: LogSink + 'static,
+{
+    let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut tasks: JoinSet<Outcome> = JoinSet::new();
+    let mut stats = RunStats::default();
+    let mut result = Ok(());
+    loop {
+        // Reap finished tasks as we go so the set stays small.
+        while let Some(done) = tasks.try_join_next() {
+            count(&mut stats, done);
+        }
+        let permit = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        };
+        let delivery = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            next = source.next() => next,
+        };
+        let delivery = match delivery {
+            Ok(Some(d)) => d,
+            Ok(None) => break,
+            Err(SourceError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "message source unavailable; waiting");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            Err(fatal) => {
+                result = Err(fatal);
+                break;
+            }
+        };
+        stats.taken += 1;
+        let (orchestrator, source, observer, shutdown) = (
+            orchestrator.clone(),
+            source.clone(),
+            observer.clone(),
+            shutdown.clone(),
+        );
+        let options = options.clone();
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let outcome = match AssertUnwindSafe(orchestrator.process(&delivery))
+                .catch_unwind()
+                .await
+            {
+                Ok(outcome) => outcome,
+                // A bug, not bad input: count it as a failed attempt so that it is bounded
+                // by max_attempts like any other failure, and never left unsettled.
+                Err(panic) => panicked(&delivery, orchestrator.settings().max_attempts, &panic),
+            };
+            if let Outcome::Retry { .. } = outcome {
+                // Back off before requeueing, so a server that is down is not hammered; a
+                // shutdown cuts the wait short (the message is requeued at once).
+                let delay = retry_delay(delivery.attempt, options.retry_base, options.retry_max);
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            let settled = source.settle(delivery.id, outcome.settlement()).await;
+            if let Err(e) = &settled {
+                tracing::warn!(error = %e, "settling failed; the broker will redeliver");
+            }
+            observer(&Report {
+                outcome: outcome.clone(),
+                elapsed: started.elapsed(),
+                settled,
+            });
+            drop(permit);
+            outcome
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        count(&mut stats, done);
+    }
+    result.map(|()| stats)
+}
+
+fn panicked(delivery: &Delivery, max_attempts: u32, panic: &(dyn std::any::Any + Send)) -> Outcome {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    tracing::error!(panic = %what, attempt = delivery.attempt, "processing panicked");
+    let reason = format!("processing panicked: {what}");
+    if delivery.attempt >= max_attempts {
+        Outcome::Rejected { hash: None, reason }
+    } else {
+        Outcome::Retry { hash: None, reason }
+    }
+}
+
+fn count(stats: &mut RunStats, done: Result<Outcome, tokio::task::JoinError>) {
+    match done {
+        Ok(Outcome::Stored { .. } | Outcome::NameAdded { .. }) => stats.acked += 1,
+        Ok(Outcome::Retry { .. }) => stats.requeued += 1,
+        Ok(Outcome::Rejected { .. }) => stats.dead_lettered += 1,
+        Err(e) => tracing::error!(error = %e, "a processing task was cancelled"),
+    }
+}

@@ -1,0 +1,15 @@
+//! Process logs (tracing) to stderr; `RUST_LOG` sets the level (default `info`).
+//!
+//! These are the operator's logs. The `logs` exchange is a separate port
+//! ([`LogSink`](crate::ports::LogSink)), not a tracing layer.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the stderr subscriber. Safe to call more than once (later calls do nothing).
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
