@@ -20,6 +20,7 @@
 #![recursion_limit = "1024"]
 
 pub mod adapters;
+pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod face;
@@ -28,8 +29,10 @@ pub mod log_lines;
 pub mod matching;
 pub mod message;
 pub mod orchestrator;
+pub mod people;
 pub mod ports;
 pub mod runner;
+pub mod shutdown;
 pub mod telemetry;
 
 #[cfg(feature = "dlib")]

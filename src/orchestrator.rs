@@ -4,7 +4,7 @@
 //! -> log `<host>.worker.info`. The orchestrator never acks by itself: [`Outcome`] says
 //! how the delivery must be settled, and the runner (`runner.rs`) settles it.
 
-use crate::face::{Encoding, StageTimes};
+use crate::face::StageTimes;
 use crate::hash::ImageHash;
 use crate::log_lines::{RoutingKeys, escape};
 use crate::message::{MessageLimits, ScanRequest};
@@ -196,13 +196,17 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
             });
         }
         self.debug(format!("{hash}: detecting faces")).await;
-        let encoded = self.encoder.encode(&request.image).await.map_err(|e| {
-            if e.is_transient() {
-                StepError::Transient(e.to_string())
-            } else {
-                StepError::Permanent(e.to_string())
-            }
-        })?;
+        let encoded = self
+            .encoder
+            .encode(hash, &request.image)
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    StepError::Transient(e.to_string())
+                } else {
+                    StepError::Permanent(e.to_string())
+                }
+            })?;
         let t = encoded.times;
         self.debug(format!(
             "{hash}: {} faces in {}x{} (decode {} ms, detect {} ms, landmarks {} ms, encode {} ms)",
@@ -215,17 +219,16 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
             t.encode.as_millis()
         ))
         .await;
-        let faces: Vec<Encoding> = encoded.faces.iter().map(|f| f.encoding).collect();
-        let fingerprint = self.encoder.fingerprint();
         let new = NewImage {
-            hash,
-            name,
-            faces: &faces,
-            fingerprint: &fingerprint,
+            hash: hash.clone(),
+            name: name.to_owned(),
+            faces: encoded.faces.iter().map(|f| f.encoding).collect(),
+            fingerprint: self.encoder.fingerprint(),
         };
+        let faces = &new.faces;
         let matches = self
             .index
-            .add_image(new, self.settings.tolerance)
+            .add_image(&new, self.settings.tolerance)
             .await
             .map_err(index_error)?;
         let mut line = format!(

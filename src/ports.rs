@@ -118,11 +118,13 @@ impl EncodeError {
 /// NOT block the async executor.
 #[async_trait]
 pub trait FaceEncoder: Send + Sync {
-    /// Decodes `image` (JPEG, PNG, GIF, BMP, WebP) and returns every face in it.
+    /// Decodes `image` (JPEG, PNG, GIF, BMP, WebP) and returns every face in it. `hash` is
+    /// the image's key: encoders that work from pixels ignore it, the recorded encoder
+    /// looks encodings up by it.
     ///
     /// # Errors
     /// See [`EncodeError`]; only `Unavailable` is transient.
-    async fn encode(&self, image: &[u8]) -> Result<EncodedImage, EncodeError>;
+    async fn encode(&self, hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError>;
 
     /// The settings that determine the encodings (models, detector, upsample, jitters), as
     /// one string. Stored with each image so a later re-index can find stale entries.
@@ -133,16 +135,16 @@ pub trait FaceEncoder: Send + Sync {
 // FaceIndex
 
 /// An image to add, with the faces found in it.
-#[derive(Debug, Clone, Copy)]
-pub struct NewImage<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewImage {
     /// Its key.
-    pub hash: &'a ImageHash,
+    pub hash: ImageHash,
     /// The name it arrived with.
-    pub name: &'a str,
+    pub name: String,
     /// One encoding per face; may be empty.
-    pub faces: &'a [Encoding],
+    pub faces: Vec<Encoding>,
     /// [`FaceEncoder::fingerprint`] of the encoder that found them.
-    pub fingerprint: &'a str,
+    pub fingerprint: String,
 }
 
 /// Another image that shares a face with the one asked about.
@@ -218,7 +220,7 @@ pub trait FaceIndex: Send + Sync {
     /// See [`IndexError`].
     async fn add_image(
         &self,
-        image: NewImage<'_>,
+        image: &NewImage,
         tolerance: f64,
     ) -> Result<Vec<ImageMatch>, IndexError>;
 
@@ -247,4 +249,58 @@ pub trait FaceIndex: Send + Sync {
 pub trait LogSink: Send + Sync {
     /// Publishes one line under a routing key such as `host1.worker.info`.
     async fn publish(&self, routing_key: &str, line: &str);
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared handles: an `Arc` of a port is the port, so the CLI can pick an adapter at run
+// time (`Arc<dyn FaceEncoder>`) and keep a handle to the index it gave the orchestrator.
+
+#[async_trait]
+impl<T: MessageSource + ?Sized> MessageSource for std::sync::Arc<T> {
+    async fn next(&self) -> Result<Option<Delivery>, SourceError> {
+        (**self).next().await
+    }
+    async fn settle(&self, id: DeliveryId, settlement: Settlement) -> Result<(), SourceError> {
+        (**self).settle(id, settlement).await
+    }
+}
+
+#[async_trait]
+impl<T: FaceEncoder + ?Sized> FaceEncoder for std::sync::Arc<T> {
+    async fn encode(&self, hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError> {
+        (**self).encode(hash, image).await
+    }
+    fn fingerprint(&self) -> String {
+        (**self).fingerprint()
+    }
+}
+
+#[async_trait]
+impl<T: FaceIndex + ?Sized> FaceIndex for std::sync::Arc<T> {
+    async fn is_known(&self, hash: &ImageHash) -> Result<bool, IndexError> {
+        (**self).is_known(hash).await
+    }
+    async fn add_name(&self, hash: &ImageHash, name: &str) -> Result<(), IndexError> {
+        (**self).add_name(hash, name).await
+    }
+    async fn add_image(
+        &self,
+        image: &NewImage,
+        tolerance: f64,
+    ) -> Result<Vec<ImageMatch>, IndexError> {
+        (**self).add_image(image, tolerance).await
+    }
+    async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError> {
+        (**self).image(hash).await
+    }
+    async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
+        (**self).hash_of(name).await
+    }
+}
+
+#[async_trait]
+impl<T: LogSink + ?Sized> LogSink for std::sync::Arc<T> {
+    async fn publish(&self, routing_key: &str, line: &str) {
+        (**self).publish(routing_key, line).await
+    }
 }

@@ -131,7 +131,7 @@ where
                 Ok(outcome) => outcome,
                 // A bug, not bad input: count it as a failed attempt so that it is bounded
                 // by max_attempts like any other failure, and never left unsettled.
-                Err(panic) => panicked(&delivery, orchestrator.settings().max_attempts, &panic),
+                Err(panic) => panicked(&delivery, orchestrator.settings().max_attempts, &*panic),
             };
             if let Outcome::Retry { .. } = outcome {
                 // Back off before requeueing, so a server that is down is not hammered; a

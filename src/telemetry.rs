@@ -1,13 +1,15 @@
-//! Process logs (tracing) to stderr; `RUST_LOG` sets the level (default `info`).
+//! Process logs (tracing) to stderr; `RUST_LOG` sets the level.
 //!
 //! These are the operator's logs. The `logs` exchange is a separate port
 //! ([`LogSink`](crate::ports::LogSink)), not a tracing layer.
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the stderr subscriber. Safe to call more than once (later calls do nothing).
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the stderr subscriber with `default_level` unless `RUST_LOG` is set. Safe to
+/// call more than once (later calls do nothing).
+pub fn init(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

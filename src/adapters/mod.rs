@@ -1,4 +1,15 @@
 //! Adapters: one implementation of a port per file or folder. Adapters never call each
 //! other; only the orchestrator, the runner and the CLI know them all.
+//!
+//! | port | production | local / replay |
+//! |---|---|---|
+//! | `FaceEncoder` | [`dlib`] | [`recorded_encoder`] |
+//! | `FaceIndex` | `redis_index` | [`embedded_index`] |
+//! | `MessageSource` | `amqp` | [`file_source`] (image folders, captured messages) |
+//! | `LogSink` | `amqp` (the `logs` exchange) | [`stderr_logs`] |
 
 pub mod dlib;
+pub mod embedded_index;
+pub mod file_source;
+pub mod recorded_encoder;
+pub mod stderr_logs;

@@ -20,6 +20,7 @@ pub struct FacesArgs {
     /// One JSON object per line: path, hash, width, height, faces with box and encoding.
     #[arg(long)]
     pub json: bool,
+    /// Encoder settings.
     #[command(flatten)]
     pub encoder: EncoderArgs,
 }
@@ -52,11 +53,12 @@ pub async fn run(args: FacesArgs) -> anyhow::Result<()> {
             let bytes = tokio::fs::read(path)
                 .await
                 .with_context(|| format!("reading {}", path.display()))?;
+            let hash = ImageHash::of_bytes(&bytes);
             let encoded = encoder
-                .encode(&bytes)
+                .encode(&hash, &bytes)
                 .await
                 .with_context(|| path.display().to_string())?;
-            anyhow::Ok((path, ImageHash::of_bytes(&bytes), encoded))
+            anyhow::Ok((path, hash, encoded))
         })
         .buffered(parallel);
     let mut failures = 0;

@@ -2,6 +2,9 @@
 
 pub mod encoder_args;
 pub mod faces;
+pub mod pipeline_args;
+pub mod record;
+pub mod scan;
 
 /// facerec: find faces in images and link the images that share a face.
 #[derive(Debug, clap::Parser)]
@@ -17,6 +20,20 @@ pub struct Cli {
 pub enum Command {
     /// Print the faces found in images (boxes and encodings).
     Faces(faces::FacesArgs),
+    /// Scan folders of photos with no servers: faces, matching images, people.
+    Scan(scan::ScanArgs),
+    /// Record real encodings to a file, for tests and replays without dlib.
+    Record(record::RecordArgs),
+}
+
+impl Command {
+    /// Process log level when `RUST_LOG` is unset: long-running services report at info;
+    /// interactive commands only warn, so their own output stays readable.
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Faces(_) | Command::Scan(_) | Command::Record(_) => "warn",
+        }
+    }
 }
 
 /// Runs a parsed command line.
@@ -26,5 +43,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Faces(args) => faces::run(args).await,
+        Command::Scan(args) => scan::run(args).await,
+        Command::Record(args) => record::run(args).await,
     }
 }

@@ -97,6 +97,7 @@ impl DlibEncoder {
 impl crate::ports::FaceEncoder for DlibEncoder {
     async fn encode(
         &self,
+        _hash: &crate::hash::ImageHash,
         _image: &[u8],
     ) -> Result<crate::face::EncodedImage, crate::ports::EncodeError> {
         match self.0 {}

@@ -4,6 +4,7 @@ use super::shim::{CnnDetector, HogDetector};
 use super::{Detector, EncoderSettings, Landmarks, models};
 use crate::decode::decode;
 use crate::face::{BoundingBox, EncodedImage, Encoding, Face, StageTimes};
+use crate::hash::ImageHash;
 use crate::ports::{EncodeError, FaceEncoder};
 use async_trait::async_trait;
 use dlib_face_recognition::{
@@ -118,7 +119,7 @@ impl Drop for DlibEncoder {
 
 #[async_trait]
 impl FaceEncoder for DlibEncoder {
-    async fn encode(&self, image: &[u8]) -> Result<EncodedImage, EncodeError> {
+    async fn encode(&self, _hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             image: image.to_vec(),

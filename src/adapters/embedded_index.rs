@@ -1,0 +1,401 @@
+//! The embedded [`FaceIndex`]: the four databases in memory, optionally persisted to an
+//! append-only journal file. What `facerec scan` and in-memory replay use: no servers.
+//!
+//! Journal: a header line, then one framed record per completed write
+//! (`u32 length, u32 crc32, bincode payload`), fsynced before the call returns, so an
+//! acknowledged image survives a crash. A torn last record (a crash mid-write) is cut
+//! off when the file is opened.
+
+use crate::face::Encoding;
+use crate::hash::ImageHash;
+use crate::matching::FaceSet;
+use crate::ports::{FaceIndex, ImageMatch, ImageRecord, IndexError, NewImage};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+const MAGIC: &[u8] = b"facerec-index v1\n";
+
+/// One image's entry: present only once the image was completely added.
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    names: BTreeSet<String>,
+    faces: Vec<Encoding>,
+    matches: BTreeMap<ImageHash, f64>,
+    fingerprint: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    name_to_hash: HashMap<String, ImageHash>,
+    images: HashMap<ImageHash, Entry>,
+    faces: FaceSet,
+}
+
+/// A journal record: exactly one completed index write.
+#[derive(Debug, Serialize, Deserialize)]
+enum Record {
+    Image {
+        hash: ImageHash,
+        name: String,
+        faces: Vec<Encoding>,
+        fingerprint: String,
+        matches: Vec<ImageMatch>,
+    },
+    Name {
+        hash: ImageHash,
+        name: String,
+    },
+}
+
+/// The index, in memory, with an optional journal.
+pub struct EmbeddedIndex {
+    state: RwLock<State>,
+    journal: Option<Mutex<Journal>>,
+}
+
+struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+/// Errors opening a journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file could not be read or written.
+    #[error("index file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file is not a facerec index.
+    #[error("{0} is not a facerec index file (wrong header)")]
+    NotAnIndex(PathBuf),
+}
+
+impl Default for EmbeddedIndex {
+    fn default() -> Self {
+        Self::in_memory()
+    }
+}
+
+impl EmbeddedIndex {
+    /// An empty index that lives as long as the process.
+    pub fn in_memory() -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            journal: None,
+        }
+    }
+
+    /// Opens (or creates) a journal file and replays it.
+    ///
+    /// # Errors
+    /// The file cannot be read or written, or is not an index file.
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
+        let mut state = State::default();
+        if file.metadata().map_err(io)?.len() == 0 {
+            file.write_all(MAGIC).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        } else {
+            let valid_end = replay(&mut file, path, &mut state)?;
+            if valid_end < file.metadata().map_err(io)?.len() {
+                tracing::warn!(path = %path.display(), offset = valid_end, "cutting off a torn last record");
+                file.set_len(valid_end).map_err(io)?;
+            }
+        }
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        Ok(Self {
+            state: RwLock::new(state),
+            journal: Some(Mutex::new(Journal {
+                file,
+                path: path.to_owned(),
+            })),
+        })
+    }
+
+    /// Every complete image, sorted by hash.
+    pub fn records(&self) -> Vec<ImageRecord> {
+        let state = self.state.read().expect("index lock poisoned");
+        let mut out: Vec<ImageRecord> = state.images.iter().map(|(h, e)| record(h, e)).collect();
+        out.sort_by(|a, b| a.hash.cmp(&b.hash));
+        out
+    }
+
+    /// Number of faces held.
+    pub fn face_count(&self) -> usize {
+        self.state
+            .read()
+            .expect("index lock poisoned")
+            .faces
+            .faces()
+    }
+
+    fn append(&self, record: &Record) -> Result<(), IndexError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let mut journal = journal.lock().expect("journal lock poisoned");
+        let payload = bincode::serde::encode_to_vec(record, bincode::config::standard())
+            .map_err(|e| IndexError::Rejected(format!("cannot encode journal record: {e}")))?;
+        let mut frame = Vec::with_capacity(payload.len() + 8);
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        let path = journal.path.display().to_string();
+        journal
+            .file
+            .write_all(&frame)
+            .and_then(|()| journal.file.sync_data())
+            .map_err(|e| IndexError::Unavailable(format!("writing {path}: {e}")))
+    }
+}
+
+fn record(hash: &ImageHash, e: &Entry) -> ImageRecord {
+    let mut matches: Vec<ImageMatch> = e
+        .matches
+        .iter()
+        .map(|(h, d)| ImageMatch {
+            hash: h.clone(),
+            distance: *d,
+        })
+        .collect();
+    matches.sort_by(|a, b| {
+        a.distance
+            .total_cmp(&b.distance)
+            .then_with(|| a.hash.cmp(&b.hash))
+    });
+    ImageRecord {
+        hash: hash.clone(),
+        names: e.names.clone(),
+        faces: e.faces.clone(),
+        matches,
+        fingerprint: e.fingerprint.clone(),
+    }
+}
+
+/// Reads every valid record into `state`; returns the offset just past the last one.
+fn replay(file: &mut File, path: &Path, state: &mut State) -> Result<u64, JournalError> {
+    let io = |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut reader = BufReader::new(&mut *file);
+    let mut magic = vec![0u8; MAGIC.len()];
+    if reader.read_exact(&mut magic).is_err() || magic != MAGIC {
+        return Err(JournalError::NotAnIndex(path.to_owned()));
+    }
+    let mut offset = MAGIC.len() as u64;
+    loop {
+        let mut head = [0u8; 8];
+        if reader.read_exact(&mut head).is_err() {
+            return Ok(offset);
+        }
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+        let mut payload = vec![0u8; len];
+        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            return Ok(offset);
+        }
+        let Ok((record, _)) =
+            bincode::serde::decode_from_slice::<Record, _>(&payload, bincode::config::standard())
+        else {
+            return Ok(offset);
+        };
+        apply(state, record);
+        offset += 8 + len as u64;
+    }
+}
+
+fn apply(state: &mut State, record: Record) {
+    match record {
+        Record::Image {
+            hash,
+            name,
+            faces,
+            fingerprint,
+            matches,
+        } => {
+            state.faces.insert(&hash, &faces);
+            for m in &matches {
+                if let Some(other) = state.images.get_mut(&m.hash) {
+                    other.matches.insert(hash.clone(), m.distance);
+                }
+            }
+            let entry = state.images.entry(hash.clone()).or_default();
+            entry.faces = faces;
+            entry.fingerprint = Some(fingerprint);
+            entry
+                .matches
+                .extend(matches.into_iter().map(|m| (m.hash, m.distance)));
+            entry.names.insert(name.clone());
+            state.name_to_hash.insert(name, hash);
+        }
+        Record::Name { hash, name } => {
+            state
+                .images
+                .entry(hash.clone())
+                .or_default()
+                .names
+                .insert(name.clone());
+            state.name_to_hash.insert(name, hash);
+        }
+    }
+}
+
+#[async_trait]
+impl FaceIndex for EmbeddedIndex {
+    async fn is_known(&self, hash: &ImageHash) -> Result<bool, IndexError> {
+        Ok(self
+            .state
+            .read()
+            .expect("index lock poisoned")
+            .images
+            .contains_key(hash))
+    }
+
+    async fn add_name(&self, hash: &ImageHash, name: &str) -> Result<(), IndexError> {
+        let mut state = self.state.write().expect("index lock poisoned");
+        let record = Record::Name {
+            hash: hash.clone(),
+            name: name.to_owned(),
+        };
+        self.append(&record)?;
+        apply(&mut state, record);
+        Ok(())
+    }
+
+    async fn add_image(
+        &self,
+        image: &NewImage,
+        tolerance: f64,
+    ) -> Result<Vec<ImageMatch>, IndexError> {
+        let mut state = self.state.write().expect("index lock poisoned");
+        // Under one lock, "write first, then compare" and "compare, then write" are the
+        // same; compare first so the journal gets the complete record in one append.
+        let matches = state
+            .faces
+            .matches(&image.faces, tolerance, Some(&image.hash));
+        let record = Record::Image {
+            hash: image.hash.clone(),
+            name: image.name.clone(),
+            faces: image.faces.clone(),
+            fingerprint: image.fingerprint.clone(),
+            matches: matches.clone(),
+        };
+        self.append(&record)?;
+        apply(&mut state, record);
+        Ok(matches)
+    }
+
+    async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError> {
+        Ok(self
+            .state
+            .read()
+            .expect("index lock poisoned")
+            .images
+            .get(hash)
+            .map(|e| record(hash, e)))
+    }
+
+    async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
+        Ok(self
+            .state
+            .read()
+            .expect("index lock poisoned")
+            .name_to_hash
+            .get(name)
+            .cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::face::ENCODING_DIMS;
+
+    fn enc(x: f64) -> Encoding {
+        Encoding([x; ENCODING_DIMS])
+    }
+
+    fn h(s: &str) -> ImageHash {
+        ImageHash::parse(s).unwrap()
+    }
+
+    async fn add(
+        index: &EmbeddedIndex,
+        hash: &str,
+        name: &str,
+        faces: &[Encoding],
+    ) -> Vec<ImageMatch> {
+        let new = NewImage {
+            hash: h(hash),
+            name: name.into(),
+            faces: faces.to_vec(),
+            fingerprint: "test".into(),
+        };
+        index.add_image(&new, 0.6).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn journal_survives_reopen_and_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.facerec");
+        {
+            let index = EmbeddedIndex::open(&path).unwrap();
+            add(&index, "a", "a.jpg", &[enc(0.0)]).await;
+            add(&index, "b", "b.jpg", &[enc(0.01)]).await;
+            index.add_name(&h("a"), "copy.jpg").await.unwrap();
+        }
+        // A crash mid-append leaves a partial frame.
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&[9, 0, 0, 0, 1])
+            .unwrap();
+        let index = EmbeddedIndex::open(&path).unwrap();
+        let a = index.image(&h("a")).await.unwrap().unwrap();
+        assert_eq!(
+            a.names,
+            BTreeSet::from(["a.jpg".to_string(), "copy.jpg".to_string()])
+        );
+        assert_eq!(a.matches.len(), 1);
+        assert_eq!(a.matches[0].hash, h("b"));
+        assert_eq!(index.hash_of("copy.jpg").await.unwrap(), Some(h("a")));
+        // The torn tail was cut, so new records land after the last good one.
+        add(&index, "c", "c.jpg", &[enc(0.5)]).await;
+        drop(index);
+        let index = EmbeddedIndex::open(&path).unwrap();
+        assert_eq!(index.records().len(), 3);
+        assert_eq!(index.face_count(), 3);
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("photo.jpg");
+        std::fs::write(&path, b"\xff\xd8\xff\xe0 not an index").unwrap();
+        assert!(matches!(
+            EmbeddedIndex::open(&path),
+            Err(JournalError::NotAnIndex(_))
+        ));
+    }
+}

@@ -1,0 +1,128 @@
+//! The recorded [`FaceEncoder`]: replays encodings that `facerec record` saved from the
+//! real dlib encoder, so tests and replays run without dlib or models.
+//!
+//! An image is looked up by its key (the message's hash), then by the SHA-256 of its
+//! bytes. The file is JSON (`fixtures/encodings/*.json`), diffable and exact: encodings
+//! are written with shortest round-trip formatting and read back bit for bit.
+
+use crate::face::{EncodedImage, Face};
+use crate::hash::ImageHash;
+use crate::ports::{EncodeError, FaceEncoder};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Format tag of a recording file.
+pub const FORMAT: &str = "facerec-recorded-encodings/1";
+
+/// One recorded image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedImage {
+    /// SHA-256 of the image file.
+    pub hash: ImageHash,
+    /// File name it was recorded from.
+    pub name: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Faces as the encoder found them.
+    pub faces: Vec<Face>,
+}
+
+/// A recording file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Fingerprint of the encoder that made it.
+    pub fingerprint: String,
+    /// The images.
+    pub images: Vec<RecordedImage>,
+}
+
+impl Recording {
+    /// Reads a recording file.
+    ///
+    /// # Errors
+    /// Unreadable file, invalid JSON, or another format.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let recording: Recording =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if recording.format != FORMAT {
+            return Err(format!(
+                "{}: format {:?}, expected {FORMAT:?}",
+                path.display(),
+                recording.format
+            ));
+        }
+        Ok(recording)
+    }
+
+    /// Writes the file (pretty JSON, so diffs stay readable).
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The image recorded from a file called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&RecordedImage> {
+        self.images.iter().find(|i| i.name == name)
+    }
+}
+
+/// Replays a [`Recording`].
+pub struct RecordedEncoder {
+    images: HashMap<ImageHash, RecordedImage>,
+    fingerprint: String,
+}
+
+impl RecordedEncoder {
+    /// An encoder that knows the images of `recording`.
+    pub fn new(recording: Recording) -> Self {
+        let fingerprint = recording.fingerprint;
+        let images = recording
+            .images
+            .into_iter()
+            .map(|i| (i.hash.clone(), i))
+            .collect();
+        Self {
+            images,
+            fingerprint,
+        }
+    }
+
+    /// Loads a recording file.
+    ///
+    /// # Errors
+    /// See [`Recording::load`].
+    pub fn load(path: &Path) -> Result<Self, String> {
+        Recording::load(path).map(Self::new)
+    }
+}
+
+#[async_trait]
+impl FaceEncoder for RecordedEncoder {
+    async fn encode(&self, hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError> {
+        let found = self
+            .images
+            .get(hash)
+            .or_else(|| self.images.get(&ImageHash::of_bytes(image)));
+        let recorded = found.ok_or_else(|| EncodeError::NotRecorded(hash.clone()))?;
+        Ok(EncodedImage {
+            width: recorded.width,
+            height: recorded.height,
+            faces: recorded.faces.clone(),
+            times: Default::default(),
+        })
+    }
+
+    fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+}

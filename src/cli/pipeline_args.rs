@@ -1,0 +1,60 @@
+//! Orchestrator flags shared by `scan`, `worker` and `replay`.
+
+use crate::log_lines::RoutingKeys;
+use crate::message::MessageLimits;
+use crate::orchestrator::Settings;
+use crate::runner::RunOptions;
+
+/// How images are matched and how failures are retried.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PipelineArgs {
+    /// Faces at Euclidean distance <= this are the same person (face_recognition's default 0.6;
+    /// lower is stricter).
+    #[arg(long, env = "FACEREC_TOLERANCE", default_value_t = 0.6, value_parser = parse_tolerance)]
+    pub tolerance: f64,
+    /// Images processed at the same time [default: number of cores]
+    #[arg(long, env = "FACEREC_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// A message failing transiently this many times is dead-lettered.
+    #[arg(long, env = "FACEREC_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Largest accepted message body, in bytes.
+    #[arg(long, env = "FACEREC_MAX_MESSAGE_BYTES", default_value_t = MessageLimits::default().max_message_bytes)]
+    pub max_message_bytes: usize,
+    /// Longest accepted image name, in bytes.
+    #[arg(long, env = "FACEREC_MAX_NAME_BYTES", default_value_t = MessageLimits::default().max_name_bytes)]
+    pub max_name_bytes: usize,
+}
+
+impl PipelineArgs {
+    /// Orchestrator settings for this host.
+    pub fn settings(&self, host: &str) -> Settings {
+        Settings {
+            tolerance: self.tolerance,
+            max_attempts: self.max_attempts.max(1),
+            limits: MessageLimits {
+                max_message_bytes: self.max_message_bytes,
+                max_name_bytes: self.max_name_bytes,
+            },
+            keys: RoutingKeys::for_host(host),
+        }
+    }
+
+    /// Runner options.
+    pub fn run_options(&self) -> RunOptions {
+        let defaults = RunOptions::default();
+        RunOptions {
+            concurrency: self.concurrency.unwrap_or(defaults.concurrency).max(1),
+            ..defaults
+        }
+    }
+}
+
+fn parse_tolerance(s: &str) -> Result<f64, String> {
+    let t: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if t.is_finite() && t > 0.0 && t <= 2.0 {
+        Ok(t)
+    } else {
+        Err("tolerance must be a number in (0, 2]".into())
+    }
+}

@@ -1,0 +1,10 @@
+//! Hermetic tests: the orchestrator and runner over fakes and recorded encodings.
+//! No servers, no dlib, no models: plain `cargo test`.
+
+mod helpers;
+
+mod dedupe;
+mod failures;
+mod log_lines;
+mod matching;
+mod runner;
