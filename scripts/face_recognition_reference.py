@@ -10,6 +10,7 @@ import json
 import sys
 
 import face_recognition
+from face_recognition import api
 
 
 def main() -> int:
@@ -22,10 +23,16 @@ def main() -> int:
             digest = hashlib.sha256(f.read()).hexdigest()
         image = face_recognition.load_image_file(path)
         boxes = face_recognition.face_locations(image, number_of_times_to_upsample=args.upsample)
-        # face_encodings detects again when not given locations, so landmarks are predicted
-        # on the untrimmed rectangles: exactly the path a user's call takes.
-        encodings = face_recognition.face_encodings(image, num_jitters=1) if args.upsample == 1 else \
-            face_recognition.face_encodings(image, known_face_locations=boxes)
+        if args.upsample == 1:
+            # The public call: face_encodings detects again when not given locations, so
+            # landmarks are predicted on the untrimmed rectangles.
+            encodings = face_recognition.face_encodings(image)
+        else:
+            # face_encodings has no upsample parameter; take the same steps it takes, with
+            # the untrimmed rectangles of the requested upsampling.
+            rects = api._raw_face_locations(image, args.upsample)
+            shapes = [api.pose_predictor_5_point(image, r) for r in rects]
+            encodings = [api.face_encoder.compute_face_descriptor(image, s, 1) for s in shapes]
         faces = [
             {"top": t, "right": r, "bottom": b, "left": l, "encoding": [float(x) for x in e]}
             for (t, r, b, l), e in zip(boxes, encodings)

@@ -14,6 +14,7 @@ cpp! {{
     #include <dlib/image_processing/frontal_face_detector.h>
     #include <dlib/image_transforms.h>
     #include <dlib/dnn.h>
+    #include <cstring>
 
     namespace facerec_shim {
         using namespace dlib;
@@ -103,20 +104,22 @@ impl RectVec {
 #[derive(Debug)]
 pub(super) struct ShimError(pub(super) String);
 
-cpp_class!(unsafe struct CppString as "std::string");
+/// Room for a C++ exception message. (Not a `std::string` wrapped with `cpp_class!`:
+/// Rust moves values by copying bytes, and libstdc++'s short strings point into themselves.)
+struct ErrorText([u8; 256]);
 
-impl CppString {
-    fn to_string_lossy(&self) -> String {
-        let (ptr, len) = unsafe {
-            (
-                cpp!([self as "const std::string*"] -> *const u8 as "const char*" { return self->data(); }),
-                cpp!([self as "const std::string*"] -> usize as "size_t" { return self->size(); }),
-            )
-        };
-        if len == 0 {
-            return String::new();
-        }
-        String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(ptr, len) }).into_owned()
+impl ErrorText {
+    fn new() -> Self {
+        Self([0; 256])
+    }
+
+    fn ptr(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr()
+    }
+
+    fn into_error(self) -> ShimError {
+        let end = self.0.iter().position(|b| *b == 0).unwrap_or(self.0.len());
+        ShimError(String::from_utf8_lossy(&self.0[..end]).into_owned())
     }
 }
 
@@ -138,16 +141,16 @@ impl HogDetector {
         upsample: u32,
     ) -> Result<Vec<Rectangle>, ShimError> {
         let out = RectVec::default();
-        let err = CppString::default();
-        let (out_ref, err_ref) = (&out, &err);
+        let mut err = ErrorText::new();
+        let (out_ref, err_ref) = (&out, err.ptr());
         let ok = unsafe {
             cpp!([self as "dlib::frontal_face_detector*", image as "const dlib::matrix<dlib::rgb_pixel>*",
-                  upsample as "unsigned int", out_ref as "std::vector<dlib::rectangle>*", err_ref as "std::string*"] -> bool as "bool" {
+                  upsample as "unsigned int", out_ref as "std::vector<dlib::rectangle>*", err_ref as "char*"] -> bool as "bool" {
                 try {
                     *out_ref = facerec_shim::hog_detect(*self, *image, upsample);
                     return true;
                 } catch (const std::exception& e) {
-                    *err_ref = e.what();
+                    std::strncpy(err_ref, e.what(), 255);
                     return false;
                 }
             })
@@ -155,7 +158,7 @@ impl HogDetector {
         if ok {
             Ok(out.to_vec())
         } else {
-            Err(ShimError(err.to_string_lossy()))
+            Err(err.into_error())
         }
     }
 }
@@ -167,24 +170,20 @@ impl CnnDetector {
             .map_err(|_| ShimError(format!("model path {} contains a NUL byte", path.display())))?;
         let c_ptr = c_path.as_ptr();
         let net = CnnDetector::default();
-        let err = CppString::default();
-        let (net_ref, err_ref) = (&net, &err);
+        let mut err = ErrorText::new();
+        let (net_ref, err_ref) = (&net, err.ptr());
         let ok = unsafe {
-            cpp!([c_ptr as "const char*", net_ref as "facerec_shim::cnn_net*", err_ref as "std::string*"] -> bool as "bool" {
+            cpp!([c_ptr as "const char*", net_ref as "facerec_shim::cnn_net*", err_ref as "char*"] -> bool as "bool" {
                 try {
                     dlib::deserialize(c_ptr) >> *net_ref;
                     return true;
                 } catch (const std::exception& e) {
-                    *err_ref = e.what();
+                    std::strncpy(err_ref, e.what(), 255);
                     return false;
                 }
             })
         };
-        if ok {
-            Ok(net)
-        } else {
-            Err(ShimError(err.to_string_lossy()))
-        }
+        if ok { Ok(net) } else { Err(err.into_error()) }
     }
 
     /// Face rectangles in `image` coordinates, after upsampling `upsample` times.
@@ -194,16 +193,16 @@ impl CnnDetector {
         upsample: u32,
     ) -> Result<Vec<Rectangle>, ShimError> {
         let out = RectVec::default();
-        let err = CppString::default();
-        let (out_ref, err_ref) = (&out, &err);
+        let mut err = ErrorText::new();
+        let (out_ref, err_ref) = (&out, err.ptr());
         let ok = unsafe {
             cpp!([self as "facerec_shim::cnn_net*", image as "const dlib::matrix<dlib::rgb_pixel>*",
-                  upsample as "unsigned int", out_ref as "std::vector<dlib::rectangle>*", err_ref as "std::string*"] -> bool as "bool" {
+                  upsample as "unsigned int", out_ref as "std::vector<dlib::rectangle>*", err_ref as "char*"] -> bool as "bool" {
                 try {
                     *out_ref = facerec_shim::cnn_detect(*self, *image, upsample);
                     return true;
                 } catch (const std::exception& e) {
-                    *err_ref = e.what();
+                    std::strncpy(err_ref, e.what(), 255);
                     return false;
                 }
             })
@@ -211,7 +210,7 @@ impl CnnDetector {
         if ok {
             Ok(out.to_vec())
         } else {
-            Err(ShimError(err.to_string_lossy()))
+            Err(err.into_error())
         }
     }
 }
