@@ -22,6 +22,7 @@
 pub mod adapters;
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod decode;
 pub mod face;
 pub mod hash;

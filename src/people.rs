@@ -37,13 +37,13 @@ pub fn group(faces: &[(FaceRef, Encoding)], tolerance: f64) -> Vec<Vec<FaceRef>>
     }
     let mut groups: Vec<Vec<FaceRef>> = Vec::new();
     let mut group_of_root = std::collections::HashMap::new();
-    for i in 0..faces.len() {
+    for (i, (face, _)) in faces.iter().enumerate() {
         let r = root(&mut parent, i);
         let g = *group_of_root.entry(r).or_insert_with(|| {
             groups.push(Vec::new());
             groups.len() - 1
         });
-        groups[g].push(faces[i].0.clone());
+        groups[g].push(face.clone());
     }
     groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
     groups

@@ -7,10 +7,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
+/// Body, headers and attempt of a queued message.
+type Message = (Vec<u8>, BTreeMap<String, String>, u32);
+
 #[derive(Default)]
 struct Inner {
-    queue: VecDeque<(Vec<u8>, BTreeMap<String, String>, u32)>,
-    in_flight: HashMap<DeliveryId, (Vec<u8>, BTreeMap<String, String>, u32)>,
+    queue: VecDeque<Message>,
+    in_flight: HashMap<DeliveryId, Message>,
     settled: Vec<(DeliveryId, Settlement)>,
     dead_letters: Vec<(Vec<u8>, String)>,
     next_id: u64,

@@ -8,8 +8,10 @@
 //! | `MessageSource` | `amqp` | [`file_source`] (image folders, captured messages) |
 //! | `LogSink` | `amqp` (the `logs` exchange) | [`stderr_logs`] |
 
+pub mod amqp;
 pub mod dlib;
 pub mod embedded_index;
 pub mod file_source;
 pub mod recorded_encoder;
+pub mod redis_index;
 pub mod stderr_logs;

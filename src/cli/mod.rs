@@ -1,10 +1,17 @@
 //! The `facerec` command line: one file per subcommand; `main.rs` only dispatches.
 
+pub mod capture;
+pub mod connection_args;
 pub mod encoder_args;
 pub mod faces;
+pub mod logs;
+pub mod matches;
 pub mod pipeline_args;
 pub mod record;
+pub mod replay;
 pub mod scan;
+pub mod submit;
+pub mod worker;
 
 /// facerec: find faces in images and link the images that share a face.
 #[derive(Debug, clap::Parser)]
@@ -24,6 +31,18 @@ pub enum Command {
     Scan(scan::ScanArgs),
     /// Record real encodings to a file, for tests and replays without dlib.
     Record(record::RecordArgs),
+    /// Run the worker: consume toWorker, store faces and matches in Redis, log to logs.
+    Worker(Box<worker::WorkerArgs>),
+    /// Publish images (files, folders, URLs) to toWorker and print their hashes.
+    Submit(submit::SubmitArgs),
+    /// Show the images that share a face with one image (by name or hash).
+    Matches(matches::MatchesArgs),
+    /// Print the logs exchange live.
+    Logs(logs::LogsArgs),
+    /// Save messages from a queue to files.
+    Capture(capture::CaptureArgs),
+    /// Feed captured messages through the pipeline.
+    Replay(Box<replay::ReplayArgs>),
 }
 
 impl Command {
@@ -32,6 +51,12 @@ impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
             Command::Faces(_) | Command::Scan(_) | Command::Record(_) => "warn",
+            Command::Worker(_) => "info",
+            Command::Submit(_)
+            | Command::Matches(_)
+            | Command::Logs(_)
+            | Command::Capture(_)
+            | Command::Replay(_) => "warn",
         }
     }
 }
@@ -45,5 +70,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Faces(args) => faces::run(args).await,
         Command::Scan(args) => scan::run(args).await,
         Command::Record(args) => record::run(args).await,
+        Command::Worker(args) => worker::run(*args).await,
+        Command::Submit(args) => submit::run(args).await,
+        Command::Matches(args) => matches::run(args).await,
+        Command::Logs(args) => logs::run(args).await,
+        Command::Capture(args) => capture::run(args).await,
+        Command::Replay(args) => replay::run(*args).await,
     }
 }

@@ -32,7 +32,7 @@ struct Models {
 #[derive(Clone)]
 enum DetectorModel {
     Hog(HogDetector),
-    Cnn(CnnDetector),
+    Cnn(Box<CnnDetector>),
 }
 
 /// dlib face encoder on a pool of `settings.threads` threads.
@@ -64,7 +64,7 @@ impl DlibEncoder {
                 let cnn =
                     CnnDetector::open(&path).map_err(|e| format!("{}: {}", path.display(), e.0))?;
                 (
-                    DetectorModel::Cnn(cnn),
+                    DetectorModel::Cnn(Box::new(cnn)),
                     format!("cnn:{}", models::short_digest(&path)?),
                 )
             }
@@ -195,14 +195,7 @@ fn encode_one(
         .iter()
         .zip(encodings)
         .map(|(r, encoding)| Face {
-            bbox: BoundingBox::trimmed(
-                r.top as i64,
-                r.right as i64,
-                r.bottom as i64,
-                r.left as i64,
-                width,
-                height,
-            ),
+            bbox: BoundingBox::trimmed(r.top, r.right, r.bottom, r.left, width, height),
             encoding,
         })
         .collect();

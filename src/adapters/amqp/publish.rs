@@ -1,0 +1,49 @@
+//! Publishing with publisher confirms: a message counts as sent only once the broker has
+//! taken responsibility for it.
+
+use lapin::Confirmation;
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel};
+
+/// Publishes persistently and waits for the broker's confirm. `mandatory`: an unroutable
+/// message is an error, not silently dropped. The channel must be in confirm mode.
+///
+/// # Errors
+/// The channel failed, the broker nacked, or (mandatory) no queue took the message.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+    mandatory: bool,
+) -> Result<(), String> {
+    let options = BasicPublishOptions {
+        mandatory,
+        ..BasicPublishOptions::default()
+    };
+    let properties = properties.with_delivery_mode(2);
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            options,
+            body,
+            properties,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    match confirm {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) => Err(format!(
+            "no queue is bound to exchange {exchange:?} with key {routing_key:?} ({})",
+            returned.reply_text
+        )),
+        Confirmation::Nack(_) => Err("the broker refused the message (nack)".into()),
+        Confirmation::NotRequested => {
+            Err("publisher confirms are not enabled on this channel".into())
+        }
+    }
+}

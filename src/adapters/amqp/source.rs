@@ -1,0 +1,499 @@
+//! [`AmqpSource`]: deliveries from the `toWorker` queue, with a reconnect loop.
+//!
+//! A background task connects (with backoff), declares the topology, sets the prefetch
+//! and consumes; deliveries flow to [`MessageSource::next`] through a channel. Each
+//! connection has a generation number: a delivery from a connection that has since
+//! dropped cannot be settled (the broker has already put it back), so it is skipped.
+//!
+//! Settling: `Ack` acks. `DeadLetter` publishes the message with its reason to the
+//! dead-letter queue, waits for the broker's confirm, then acks. `Requeue` (classic queue)
+//! re-publishes with the attempt header raised, confirmed, then acks; (quorum) nacks with
+//! requeue and the broker counts. A message the broker redelivers after a worker died is
+//! re-published with its attempt raised before it is processed again, so a message that
+//! kills workers is dead-lettered after `max_attempts` instead of looping forever.
+
+use super::publish::publish_confirmed;
+use super::topology::declare_work;
+use super::{
+    ATTEMPT_HEADER, AmqpSettings, QueueType, REASON_HEADER, connect, redacted, text_headers,
+};
+use crate::ports::{Delivery, DeliveryId, MessageSource, Settlement, SourceError};
+use async_trait::async_trait;
+use futures::StreamExt as _;
+use lapin::Acker;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The channel deliveries arrive on, on the live connection.
+#[derive(Clone)]
+struct Link {
+    channel: Channel,
+    generation: u64,
+}
+
+struct Incoming {
+    delivery: lapin::message::Delivery,
+    generation: u64,
+}
+
+struct Pending {
+    acker: Acker,
+    generation: u64,
+    body: Vec<u8>,
+    properties: BasicProperties,
+    attempt: u32,
+}
+
+/// Connection events, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct AmqpStats {
+    /// Successful (re)connections.
+    pub connects: AtomicU64,
+    /// Messages dead-lettered.
+    pub dead_letters: AtomicU64,
+    /// Messages re-published after a worker died with them.
+    pub redeliveries: AtomicU64,
+}
+
+/// The `toWorker` queue as a [`MessageSource`].
+pub struct AmqpSource {
+    settings: AmqpSettings,
+    max_attempts: u32,
+    incoming: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
+    link: watch::Receiver<Option<Link>>,
+    pending: Mutex<HashMap<DeliveryId, Pending>>,
+    next_id: AtomicU64,
+    stop: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    stats: Arc<AmqpStats>,
+    consumer_tag: String,
+}
+
+impl AmqpSource {
+    /// Starts the connection task and returns at once; deliveries arrive once connected.
+    /// `max_attempts` is the orchestrator's: past it, a redelivered message is not
+    /// re-published but handed over for dead-lettering.
+    pub fn start(settings: AmqpSettings, max_attempts: u32) -> Self {
+        let (tx, rx) = mpsc::channel(usize::from(settings.prefetch.max(1)));
+        let (link_tx, link_rx) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let stats = Arc::new(AmqpStats::default());
+        let consumer_tag = format!(
+            "facerec-{}-{}",
+            crate::log_lines::hostname(),
+            std::process::id()
+        );
+        let task = tokio::spawn(maintain(
+            settings.clone(),
+            consumer_tag.clone(),
+            tx,
+            link_tx,
+            stop.clone(),
+            stats.clone(),
+        ));
+        Self {
+            settings,
+            max_attempts,
+            incoming: tokio::sync::Mutex::new(rx),
+            link: link_rx,
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            stop,
+            task: Mutex::new(Some(task)),
+            stats,
+            consumer_tag,
+        }
+    }
+
+    /// Whether a consuming connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.link.borrow().is_some()
+    }
+
+    /// Connection counters.
+    pub fn stats(&self) -> Arc<AmqpStats> {
+        self.stats.clone()
+    }
+
+    /// Stops consuming and closes the connection; call after the runner has settled what
+    /// was in flight. Deliveries the broker had sent ahead (prefetch) but the runner never
+    /// took are re-published as they were and acked, so a graceful stop does not count as
+    /// a failed attempt for them (if that fails they simply return to the queue).
+    pub async fn close(&self) {
+        if let Some(link) = self.current() {
+            let _ = link
+                .channel
+                .basic_cancel(
+                    self.consumer_tag.as_str().into(),
+                    BasicCancelOptions::default(),
+                )
+                .await;
+            let mut incoming = self.incoming.lock().await;
+            while let Ok(Incoming {
+                delivery,
+                generation,
+            }) = incoming.try_recv()
+            {
+                if generation != link.generation {
+                    continue;
+                }
+                let attempt = attempt_of(&delivery, self.settings.queue_type);
+                if self.settings.queue_type == QueueType::Quorum || delivery.redelivered {
+                    continue; // the broker's own count, or already a redelivery: leave it
+                }
+                let _ = self
+                    .republish(
+                        &link,
+                        &delivery.acker,
+                        &delivery.data,
+                        &delivery.properties,
+                        attempt,
+                        None,
+                    )
+                    .await;
+            }
+        }
+        self.stop.cancel();
+        let task = self.task.lock().expect("lock").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    fn current(&self) -> Option<Link> {
+        self.link.borrow().clone()
+    }
+
+    /// Classic queues: puts a copy back with `attempt` set, confirmed, then acks the
+    /// original. Nothing is lost if this fails half-way: the original is still unacked.
+    async fn republish(
+        &self,
+        link: &Link,
+        acker: &Acker,
+        body: &[u8],
+        properties: &BasicProperties,
+        attempt: u32,
+        note: Option<(&str, &str)>,
+    ) -> Result<(), SourceError> {
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
+        if let Some((key, value)) = note {
+            headers.insert(
+                key.into(),
+                AMQPValue::LongString(truncate(value, 1000).into()),
+            );
+        }
+        let props = properties.clone().with_headers(headers);
+        publish_confirmed(&link.channel, "", &self.settings.queue, body, props, true)
+            .await
+            .map_err(SourceError::Unavailable)?;
+        acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, link: &Link, p: &Pending, reason: &str) -> Result<(), SourceError> {
+        let mut headers = p.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            REASON_HEADER.into(),
+            AMQPValue::LongString(truncate(reason, 4000).into()),
+        );
+        headers.insert(
+            "x-facerec-queue".into(),
+            AMQPValue::LongString(self.settings.queue.as_str().into()),
+        );
+        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(p.attempt));
+        headers.insert(
+            "x-facerec-worker".into(),
+            AMQPValue::LongString(crate::log_lines::hostname().into()),
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        headers.insert(
+            "x-facerec-dead-lettered-at".into(),
+            AMQPValue::Timestamp(now),
+        );
+        let props = p.properties.clone().with_headers(headers);
+        publish_confirmed(
+            &link.channel,
+            "",
+            &self.settings.dead_letter_queue,
+            &p.body,
+            props,
+            true,
+        )
+        .await
+        .map_err(SourceError::Unavailable)?;
+        p.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn attempt_of(delivery: &lapin::message::Delivery, queue_type: QueueType) -> u32 {
+    let headers = text_headers(delivery.properties.headers().as_ref());
+    match queue_type {
+        QueueType::Classic => headers
+            .get(ATTEMPT_HEADER)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1)
+            .max(1),
+        // The broker counts earlier deliveries in x-delivery-count (absent on the first).
+        QueueType::Quorum => headers
+            .get("x-delivery-count")
+            .and_then(|c| c.parse::<u32>().ok())
+            .map_or(1, |c| c + 1),
+    }
+}
+
+#[async_trait]
+impl MessageSource for AmqpSource {
+    async fn next(&self) -> Result<Option<Delivery>, SourceError> {
+        let mut incoming = self.incoming.lock().await;
+        loop {
+            let Some(Incoming {
+                delivery,
+                generation,
+            }) = incoming.recv().await
+            else {
+                return Ok(None); // the connection task ended (close was called)
+            };
+            let Some(link) = self.current().filter(|l| l.generation == generation) else {
+                continue; // its connection is gone; the broker has put it back already
+            };
+            let mut attempt = attempt_of(&delivery, self.settings.queue_type);
+            if delivery.redelivered && self.settings.queue_type == QueueType::Classic {
+                // A worker took it and never settled it: count that as an attempt.
+                attempt += 1;
+                if attempt <= self.max_attempts {
+                    self.stats.redeliveries.fetch_add(1, Ordering::Relaxed);
+                    let note = Some((
+                        "x-facerec-note",
+                        "redelivered: a worker stopped while processing it",
+                    ));
+                    if let Err(e) = self
+                        .republish(
+                            &link,
+                            &delivery.acker,
+                            &delivery.data,
+                            &delivery.properties,
+                            attempt,
+                            note,
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not re-publish a redelivered message; it stays in the queue");
+                    }
+                    continue;
+                }
+            }
+            let id = DeliveryId(self.next_id.fetch_add(1, Ordering::Relaxed));
+            let headers = text_headers(delivery.properties.headers().as_ref());
+            let body = delivery.data;
+            self.pending.lock().expect("lock").insert(
+                id,
+                Pending {
+                    acker: delivery.acker,
+                    generation,
+                    body: body.clone(),
+                    properties: delivery.properties,
+                    attempt,
+                },
+            );
+            return Ok(Some(Delivery {
+                id,
+                body,
+                headers,
+                attempt,
+            }));
+        }
+    }
+
+    async fn settle(&self, id: DeliveryId, settlement: Settlement) -> Result<(), SourceError> {
+        let pending = self
+            .pending
+            .lock()
+            .expect("lock")
+            .remove(&id)
+            .ok_or_else(|| {
+                SourceError::Fatal(format!("delivery {} is unknown or already settled", id.0))
+            })?;
+        let link = self
+            .current()
+            .filter(|l| l.generation == pending.generation)
+            .ok_or_else(|| {
+                SourceError::Unavailable("the connection dropped; the broker will redeliver".into())
+            })?;
+        let ack_error = |e: lapin::Error| SourceError::Unavailable(e.to_string());
+        match settlement {
+            Settlement::Ack => {
+                pending
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(ack_error)?;
+            }
+            Settlement::DeadLetter { reason } => {
+                tracing::warn!(%reason, "dead-lettering a message");
+                self.dead_letter(&link, &pending, &reason).await?;
+            }
+            Settlement::Requeue { reason } => match self.settings.queue_type {
+                QueueType::Classic => {
+                    let note = Some(("x-facerec-last-error", reason.as_str()));
+                    self.republish(
+                        &link,
+                        &pending.acker,
+                        &pending.body,
+                        &pending.properties,
+                        pending.attempt + 1,
+                        note,
+                    )
+                    .await?;
+                }
+                QueueType::Quorum => {
+                    let options = BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    };
+                    pending.acker.nack(options).await.map_err(ack_error)?;
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// The connection task: connect, declare, consume, and start over when anything drops.
+async fn maintain(
+    settings: AmqpSettings,
+    consumer_tag: String,
+    tx: mpsc::Sender<Incoming>,
+    link_tx: watch::Sender<Option<Link>>,
+    stop: CancellationToken,
+    stats: Arc<AmqpStats>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    let mut generation = 0u64;
+    loop {
+        let attempt = tokio::select! {
+            () = stop.cancelled() => return,
+            r = open(&settings, &consumer_tag) => r,
+        };
+        let (connection, channel, mut consumer) = match attempt {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::warn!(url = %redacted(&settings.url), error = %e, retry_in = ?backoff, "cannot consume from RabbitMQ");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(250);
+        generation += 1;
+        stats.connects.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming from RabbitMQ");
+        let _ = link_tx.send(Some(Link {
+            channel: channel.clone(),
+            generation,
+        }));
+        let stopped = loop {
+            tokio::select! {
+                () = stop.cancelled() => break true,
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        if tx.send(Incoming { delivery, generation }).await.is_err() {
+                            break true;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "RabbitMQ connection lost; reconnecting");
+                        break false;
+                    }
+                    None => {
+                        tracing::warn!("RabbitMQ consumer ended; reconnecting");
+                        break false;
+                    }
+                },
+            }
+        };
+        if stopped {
+            // Stop the flow first, so nothing new is delivered while closing; what was
+            // delivered but not settled returns to the queue when the connection closes.
+            let _ = channel
+                .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+            let _ = link_tx.send(None);
+            let _ = connection.close(200, "worker stopping".into()).await;
+            return;
+        }
+        let _ = link_tx.send(None);
+        let _ = connection.close(200, "reconnecting".into()).await;
+    }
+}
+
+async fn open(
+    settings: &AmqpSettings,
+    consumer_tag: &str,
+) -> Result<(Connection, Channel, lapin::Consumer), String> {
+    let connection = connect(
+        &settings.url,
+        &settings.connection_name,
+        Duration::from_secs(10),
+    )
+    .await?;
+    declare_work(&connection, settings)
+        .await
+        .map_err(|e| format!("declaring queues: {e}"))?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .basic_qos(settings.prefetch.max(1), BasicQosOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = channel
+        .basic_consume(
+            settings.queue.as_str().into(),
+            consumer_tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((connection, channel, consumer))
+}
