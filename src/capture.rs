@@ -65,9 +65,7 @@ impl CapturedMessage {
     /// # Errors
     /// Wrong magic or a corrupt body.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let rest = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or("not a captured message (wrong header)")?;
+        let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or("not a captured message (wrong header)")?;
         bincode::serde::decode_from_slice(rest, bincode::config::standard())
             .map(|(m, _)| m)
             .map_err(|e| format!("corrupt captured message: {e}"))
@@ -97,10 +95,7 @@ mod tests {
 
     #[test]
     fn round_trip_keeps_every_property() {
-        let mut m = CapturedMessage::new(
-            vec![0, 1, 2, 255],
-            BTreeMap::from([("name".into(), "x".into())]),
-        );
+        let mut m = CapturedMessage::new(vec![0, 1, 2, 255], BTreeMap::from([("name".into(), "x".into())]));
         m.exchange = "toWorker".into();
         m.delivery_mode = Some(2);
         m.timestamp = Some(1_700_000_000);

@@ -65,19 +65,14 @@ pub fn redact_url(url: &str) -> String {
 pub fn url_host(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, h)| h)
-        .to_owned()
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_owned()
 }
 
 /// Percent-encodes a user name or password for a URL's userinfo.
 pub fn encode_userinfo(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -89,19 +84,10 @@ mod tests {
 
     #[test]
     fn passwords_never_survive_redaction() {
-        assert_eq!(
-            redact_url("amqp://guest:s3cr3t@rabbit:5672/%2f"),
-            "amqp://guest:***@rabbit:5672/%2f"
-        );
-        assert_eq!(
-            redact_url("rediss://:p%40ss@redis:6380"),
-            "rediss://:***@redis:6380"
-        );
+        assert_eq!(redact_url("amqp://guest:s3cr3t@rabbit:5672/%2f"), "amqp://guest:***@rabbit:5672/%2f");
+        assert_eq!(redact_url("rediss://:p%40ss@redis:6380"), "rediss://:***@redis:6380");
         assert_eq!(redact_url("redis://redis:6379"), "redis://redis:6379");
-        assert_eq!(
-            format!("{:?} {}", Secret::new("x"), Secret::new("x")),
-            "Secret(***) ***"
-        );
+        assert_eq!(format!("{:?} {}", Secret::new("x"), Secret::new("x")), "Secret(***) ***");
         assert_eq!(url_host("amqp://u:p@rabbit:5672/vh"), "rabbit:5672");
     }
 

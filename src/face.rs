@@ -46,12 +46,7 @@ pub struct Encoding(#[serde(with = "encoding_serde")] pub [f64; ENCODING_DIMS]);
 impl Encoding {
     /// Euclidean distance, computed in f64.
     pub fn distance(&self, other: &Encoding) -> f64 {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f64>()
-            .sqrt()
+        self.0.iter().zip(other.0.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt()
     }
 
     /// The Redis db 3 form: 1024 bytes, 128 little-endian f64.
@@ -95,21 +90,14 @@ mod encoding_serde {
     use super::ENCODING_DIMS;
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
-    pub(super) fn serialize<S: Serializer>(
-        v: &[f64; ENCODING_DIMS],
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &[f64; ENCODING_DIMS], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter())
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<[f64; ENCODING_DIMS], D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[f64; ENCODING_DIMS], D::Error> {
         let v = Vec::<f64>::deserialize(d)?;
         let len = v.len();
-        v.try_into().map_err(|_| {
-            D::Error::custom(format!("an encoding has {ENCODING_DIMS} values, got {len}"))
-        })
+        v.try_into().map_err(|_| D::Error::custom(format!("an encoding has {ENCODING_DIMS} values, got {len}")))
     }
 }
 
@@ -184,14 +172,6 @@ mod tests {
     #[test]
     fn boxes_are_trimmed_like_face_recognition() {
         let b = BoundingBox::trimmed(-5, 700, 1300, -20, 626, 1200);
-        assert_eq!(
-            b,
-            BoundingBox {
-                top: 0,
-                right: 626,
-                bottom: 1200,
-                left: 0
-            }
-        );
+        assert_eq!(b, BoundingBox { top: 0, right: 626, bottom: 1200, left: 0 });
     }
 }

@@ -88,10 +88,7 @@ mod tests {
         assert_eq!(ImageHash::parse(""), Err(InvalidHash::Empty));
         assert_eq!(ImageHash::parse("a b"), Err(InvalidHash::BadCharacter));
         assert_eq!(ImageHash::parse("a\nb"), Err(InvalidHash::BadCharacter));
-        assert_eq!(
-            ImageHash::parse(&"a".repeat(300)),
-            Err(InvalidHash::TooLong(300))
-        );
+        assert_eq!(ImageHash::parse(&"a".repeat(300)), Err(InvalidHash::TooLong(300)));
         assert!(ImageHash::parse("3f2a").is_ok());
     }
 }

@@ -34,11 +34,7 @@ pub struct FaceSet {
 impl FaceSet {
     /// An empty set with room for `faces` faces.
     pub fn with_capacity(faces: usize) -> Self {
-        Self {
-            rows: Vec::with_capacity(faces),
-            owners: Vec::with_capacity(faces),
-            ..Self::default()
-        }
+        Self { rows: Vec::with_capacity(faces), owners: Vec::with_capacity(faces), ..Self::default() }
     }
 
     /// Number of faces held.
@@ -69,11 +65,7 @@ impl FaceSet {
         for face in faces {
             let row: Row = std::array::from_fn(|i| face.0[i] as f32);
             let index = u32::try_from(self.rows.len()).expect("more than 2^32 faces");
-            if row
-                .iter()
-                .zip(face.0.iter())
-                .any(|(r, f)| f64::from(*r) != *f)
-            {
+            if row.iter().zip(face.0.iter()).any(|(r, f)| f64::from(*r) != *f) {
                 self.exact.insert(index, Box::new(face.0));
             }
             self.rows.push(row);
@@ -84,20 +76,12 @@ impl FaceSet {
 
     /// Every image other than `exclude` with a face within `tolerance` of any of
     /// `queries`, with the smallest such distance, nearest first.
-    pub fn matches(
-        &self,
-        queries: &[Encoding],
-        tolerance: f64,
-        exclude: Option<&ImageHash>,
-    ) -> Vec<ImageMatch> {
+    pub fn matches(&self, queries: &[Encoding], tolerance: f64, exclude: Option<&ImageHash>) -> Vec<ImageMatch> {
         if queries.is_empty() || self.rows.is_empty() {
             return Vec::new();
         }
         let screen = ((tolerance + F64_MARGIN) * (tolerance + F64_MARGIN)) as f32;
-        let query_rows: Vec<Row> = queries
-            .iter()
-            .map(|q| std::array::from_fn(|i| q.0[i] as f32))
-            .collect();
+        let query_rows: Vec<Row> = queries.iter().map(|q| std::array::from_fn(|i| q.0[i] as f32)).collect();
         let excluded = exclude.and_then(|h| self.slot_of.get(h)).copied();
         let mut best: HashMap<u32, f64> = HashMap::new();
         kernel::screen(&self.rows, &query_rows, screen, |row_index, query_index| {
@@ -113,16 +97,9 @@ impl FaceSet {
         });
         let mut out: Vec<ImageMatch> = best
             .into_iter()
-            .map(|(slot, distance)| ImageMatch {
-                hash: self.slots[slot as usize].clone(),
-                distance,
-            })
+            .map(|(slot, distance)| ImageMatch { hash: self.slots[slot as usize].clone(), distance })
             .collect();
-        out.sort_by(|a, b| {
-            a.distance
-                .total_cmp(&b.distance)
-                .then_with(|| a.hash.cmp(&b.hash))
-        });
+        out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.hash.cmp(&b.hash)));
         out
     }
 
@@ -132,11 +109,7 @@ impl FaceSet {
             Some(values) => Encoding(**values).distance(query),
             None => {
                 let row = &self.rows[row_index];
-                row.iter()
-                    .zip(query.0.iter())
-                    .map(|(r, q)| (f64::from(*r) - q).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
+                row.iter().zip(query.0.iter()).map(|(r, q)| (f64::from(*r) - q).powi(2)).sum::<f64>().sqrt()
             }
         }
     }
@@ -155,12 +128,7 @@ mod kernel {
     use super::Row;
 
     /// Calls `hit(row, query)` for every pair with squared f32 distance <= `screen`.
-    pub(super) fn screen(
-        rows: &[Row],
-        queries: &[Row],
-        screen: f32,
-        hit: impl FnMut(usize, usize),
-    ) {
+    pub(super) fn screen(rows: &[Row], queries: &[Row], screen: f32, hit: impl FnMut(usize, usize)) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx2") {
@@ -173,22 +141,12 @@ mod kernel {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn screen_avx2(
-        rows: &[Row],
-        queries: &[Row],
-        screen: f32,
-        hit: impl FnMut(usize, usize),
-    ) {
+    unsafe fn screen_avx2(rows: &[Row], queries: &[Row], screen: f32, hit: impl FnMut(usize, usize)) {
         screen_portable(rows, queries, screen, hit)
     }
 
     #[inline(always)]
-    fn screen_portable(
-        rows: &[Row],
-        queries: &[Row],
-        screen: f32,
-        mut hit: impl FnMut(usize, usize),
-    ) {
+    fn screen_portable(rows: &[Row], queries: &[Row], screen: f32, mut hit: impl FnMut(usize, usize)) {
         // One pass over the rows; every query is compared while the row is in cache.
         for (r, row) in rows.iter().enumerate() {
             for (q, query) in queries.iter().enumerate() {
@@ -221,13 +179,9 @@ mod tests {
 
     fn enc(seed: u64) -> Encoding {
         // Deterministic pseudo-random values in [-0.2, 0.2], like real encodings.
-        let mut x = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         Encoding(std::array::from_fn(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (((x >> 33) as f64 / (1u64 << 31) as f64) - 0.5) * 0.4
         }))
     }

@@ -24,10 +24,7 @@ pub struct MessageLimits {
 
 impl Default for MessageLimits {
     fn default() -> Self {
-        Self {
-            max_message_bytes: 64 << 20,
-            max_name_bytes: 4096,
-        }
+        Self { max_message_bytes: 64 << 20, max_name_bytes: 4096 }
     }
 }
 
@@ -99,37 +96,25 @@ pub enum BadMessage {
     #[error("invalid `name`: {0}")]
     InvalidName(String),
     /// A raw (non-JSON) body came without the `name` header.
-    #[error(
-        "body is not JSON and has no `name` header (a raw image body needs headers `name` and optionally `hash`)"
-    )]
+    #[error("body is not JSON and has no `name` header (a raw image body needs headers `name` and optionally `hash`)")]
     MissingNameHeader,
 }
 
 impl ScanRequest {
     /// Parses a delivery. `headers` are the AMQP headers that carry text.
-    pub fn parse(
-        body: &[u8],
-        headers: &BTreeMap<String, String>,
-        limits: &MessageLimits,
-    ) -> Result<Self, BadMessage> {
+    pub fn parse(body: &[u8], headers: &BTreeMap<String, String>, limits: &MessageLimits) -> Result<Self, BadMessage> {
         if body.is_empty() {
             return Err(BadMessage::EmptyBody);
         }
         if body.len() > limits.max_message_bytes {
-            return Err(BadMessage::TooLarge {
-                size: body.len(),
-                limit: limits.max_message_bytes,
-            });
+            return Err(BadMessage::TooLarge { size: body.len(), limit: limits.max_message_bytes });
         }
         let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
         // No image format starts with `{` or `[`, so this cannot misread a raw image.
         if matches!(first, Some(b'{' | b'[')) {
             Self::parse_json(body, limits)
         } else if let Some(name) = headers.get("name") {
-            let hash = headers
-                .get("hash")
-                .map(|h| ImageHash::parse(h))
-                .transpose()?;
+            let hash = headers.get("hash").map(|h| ImageHash::parse(h)).transpose()?;
             Self::build(hash, name.clone(), body.to_vec(), limits)
         } else {
             Err(BadMessage::MissingNameHeader)
@@ -137,8 +122,7 @@ impl ScanRequest {
     }
 
     fn parse_json(body: &[u8], limits: &MessageLimits) -> Result<Self, BadMessage> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| BadMessage::InvalidJson(e.to_string()))?;
+        let value: Value = serde_json::from_slice(body).map_err(|e| BadMessage::InvalidJson(e.to_string()))?;
         let Value::Object(mut object) = value else {
             return Err(BadMessage::NotAnObject(json_type(&value)));
         };
@@ -169,11 +153,7 @@ impl ScanRequest {
                 }
             },
             Some(other) => {
-                return Err(wrong_type(
-                    "image",
-                    "a base64 string or {\"py/b64\": \"<base64>\"}",
-                    &other,
-                ));
+                return Err(wrong_type("image", "a base64 string or {\"py/b64\": \"<base64>\"}", &other));
             }
         };
         Self::build(hash, name, image, limits)
@@ -202,12 +182,7 @@ impl ScanRequest {
             Some(h) => (h, HashSource::Given),
             None => (ImageHash::of_bytes(&image), HashSource::Computed),
         };
-        Ok(Self {
-            hash,
-            name,
-            image,
-            hash_source,
-        })
+        Ok(Self { hash, name, image, hash_source })
     }
 }
 
@@ -219,26 +194,13 @@ fn decode_base64(s: &str) -> Result<Vec<u8>, BadMessage> {
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CONFIG);
     const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CONFIG);
-    let compact: String = s
-        .chars()
-        .filter(|c| !matches!(c, '\n' | '\r' | ' ' | '\t'))
-        .collect();
-    let engine = if compact.contains(['-', '_']) {
-        &URL_SAFE
-    } else {
-        &STANDARD
-    };
-    engine
-        .decode(compact.as_bytes())
-        .map_err(|e| BadMessage::InvalidBase64(e.to_string()))
+    let compact: String = s.chars().filter(|c| !matches!(c, '\n' | '\r' | ' ' | '\t')).collect();
+    let engine = if compact.contains(['-', '_']) { &URL_SAFE } else { &STANDARD };
+    engine.decode(compact.as_bytes()).map_err(|e| BadMessage::InvalidBase64(e.to_string()))
 }
 
 fn wrong_type(field: &'static str, expected: &'static str, got: &Value) -> BadMessage {
-    BadMessage::WrongType {
-        field,
-        expected,
-        got: json_type(got),
-    }
+    BadMessage::WrongType { field, expected, got: json_type(got) }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -304,84 +266,36 @@ mod tests {
     fn every_malformed_variant_has_its_own_error() {
         let limits = MessageLimits::default();
         let none = BTreeMap::new();
-        assert_eq!(
-            ScanRequest::parse(b"", &none, &limits),
-            Err(BadMessage::EmptyBody)
-        );
-        assert_eq!(
-            ScanRequest::parse(b"\xff\xd8\xff", &none, &limits),
-            Err(BadMessage::MissingNameHeader)
-        );
+        assert_eq!(ScanRequest::parse(b"", &none, &limits), Err(BadMessage::EmptyBody));
+        assert_eq!(ScanRequest::parse(b"\xff\xd8\xff", &none, &limits), Err(BadMessage::MissingNameHeader));
         assert!(matches!(parse("{nope"), Err(BadMessage::InvalidJson(_))));
         assert_eq!(parse("[1,2]"), Err(BadMessage::NotAnObject("an array")));
-        assert_eq!(
-            parse(r#"{"image":"aGk="}"#),
-            Err(BadMessage::MissingField("name"))
-        );
-        assert_eq!(
-            parse(r#"{"name":"n"}"#),
-            Err(BadMessage::MissingField("image"))
-        );
+        assert_eq!(parse(r#"{"image":"aGk="}"#), Err(BadMessage::MissingField("name")));
+        assert_eq!(parse(r#"{"name":"n"}"#), Err(BadMessage::MissingField("image")));
         assert!(matches!(
             parse(r#"{"name":5,"image":"aGk="}"#),
-            Err(BadMessage::WrongType {
-                field: "name",
-                got: "a number",
-                ..
-            })
+            Err(BadMessage::WrongType { field: "name", got: "a number", .. })
         ));
         assert!(matches!(
             parse(r#"{"name":"n","hash":[1],"image":"aGk="}"#),
-            Err(BadMessage::WrongType {
-                field: "hash",
-                got: "an array",
-                ..
-            })
+            Err(BadMessage::WrongType { field: "hash", got: "an array", .. })
         ));
         assert!(matches!(
             parse(r#"{"name":"n","image":42}"#),
-            Err(BadMessage::WrongType {
-                field: "image",
-                got: "a number",
-                ..
-            })
+            Err(BadMessage::WrongType { field: "image", got: "a number", .. })
         ));
-        assert!(matches!(
-            parse(r#"{"name":"n","image":{"x":1}}"#),
-            Err(BadMessage::WrongType { field: "image", .. })
-        ));
-        assert!(matches!(
-            parse(r#"{"name":"n","image":"!!!"}"#),
-            Err(BadMessage::InvalidBase64(_))
-        ));
-        assert_eq!(
-            parse(r#"{"name":"n","image":""}"#),
-            Err(BadMessage::EmptyImage)
-        );
-        assert!(matches!(
-            parse(r#"{"name":"","image":"aGk="}"#),
-            Err(BadMessage::InvalidName(_))
-        ));
+        assert!(matches!(parse(r#"{"name":"n","image":{"x":1}}"#), Err(BadMessage::WrongType { field: "image", .. })));
+        assert!(matches!(parse(r#"{"name":"n","image":"!!!"}"#), Err(BadMessage::InvalidBase64(_))));
+        assert_eq!(parse(r#"{"name":"n","image":""}"#), Err(BadMessage::EmptyImage));
+        assert!(matches!(parse(r#"{"name":"","image":"aGk="}"#), Err(BadMessage::InvalidName(_))));
         assert!(matches!(
             parse(r#"{"name":"n","hash":"","image":"aGk="}"#),
             Err(BadMessage::InvalidHash(InvalidHash::Empty))
         ));
         let long = "x".repeat(5000);
-        assert!(matches!(
-            parse(&format!(r#"{{"name":"{long}","image":"aGk="}}"#)),
-            Err(BadMessage::InvalidName(_))
-        ));
-        let small = MessageLimits {
-            max_message_bytes: 10,
-            ..limits
-        };
-        assert_eq!(
-            ScanRequest::parse(&[b'{'; 11], &none, &small),
-            Err(BadMessage::TooLarge {
-                size: 11,
-                limit: 10
-            })
-        );
+        assert!(matches!(parse(&format!(r#"{{"name":"{long}","image":"aGk="}}"#)), Err(BadMessage::InvalidName(_))));
+        let small = MessageLimits { max_message_bytes: 10, ..limits };
+        assert_eq!(ScanRequest::parse(&[b'{'; 11], &none, &small), Err(BadMessage::TooLarge { size: 11, limit: 10 }));
     }
 
     #[test]

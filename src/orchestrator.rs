@@ -29,12 +29,7 @@ pub struct Settings {
 impl Settings {
     /// Defaults for `host`: tolerance 0.6 (face_recognition's), 5 attempts.
     pub fn for_host(host: &str) -> Self {
-        Self {
-            tolerance: 0.6,
-            max_attempts: 5,
-            limits: MessageLimits::default(),
-            keys: RoutingKeys::for_host(host),
-        }
+        Self { tolerance: 0.6, max_attempts: 5, limits: MessageLimits::default(), keys: RoutingKeys::for_host(host) }
     }
 }
 
@@ -82,12 +77,8 @@ impl Outcome {
     pub fn settlement(&self) -> Settlement {
         match self {
             Outcome::Stored { .. } | Outcome::NameAdded { .. } => Settlement::Ack,
-            Outcome::Retry { reason, .. } => Settlement::Requeue {
-                reason: reason.clone(),
-            },
-            Outcome::Rejected { reason, .. } => Settlement::DeadLetter {
-                reason: reason.clone(),
-            },
+            Outcome::Retry { reason, .. } => Settlement::Requeue { reason: reason.clone() },
+            Outcome::Rejected { reason, .. } => Settlement::DeadLetter { reason: reason.clone() },
         }
     }
 
@@ -119,12 +110,7 @@ pub struct Orchestrator<E, I, L> {
 impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
     /// Wires the pipeline.
     pub fn new(encoder: E, index: I, logs: L, settings: Settings) -> Self {
-        Self {
-            encoder,
-            index,
-            logs,
-            settings,
-        }
+        Self { encoder, index, logs, settings }
     }
 
     /// The settings in use.
@@ -140,11 +126,10 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
     /// Processes one delivery. Never panics on bad input; never settles.
     #[instrument(skip_all, fields(attempt = delivery.attempt, hash))]
     pub async fn process(&self, delivery: &Delivery) -> Outcome {
-        let request =
-            match ScanRequest::parse(&delivery.body, &delivery.headers, &self.settings.limits) {
-                Ok(r) => r,
-                Err(e) => return self.reject(None, format!("bad message: {e}")).await,
-            };
+        let request = match ScanRequest::parse(&delivery.body, &delivery.headers, &self.settings.limits) {
+            Ok(r) => r,
+            Err(e) => return self.reject(None, format!("bad message: {e}")).await,
+        };
         tracing::Span::current().record("hash", request.hash.as_str());
         self.debug(format!(
             "received {} \"{}\" ({} bytes, attempt {})",
@@ -171,10 +156,7 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
                         ),
                     )
                     .await;
-                Outcome::Retry {
-                    hash: Some(request.hash),
-                    reason,
-                }
+                Outcome::Retry { hash: Some(request.hash), reason }
             }
         }
     }
@@ -182,31 +164,15 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
     async fn store(&self, request: &ScanRequest) -> Result<Outcome, StepError> {
         let (hash, name) = (&request.hash, request.name.as_str());
         if self.index.is_known(hash).await.map_err(index_error)? {
-            self.debug(format!("{hash} is known; adding name \"{}\"", escape(name)))
-                .await;
+            self.debug(format!("{hash} is known; adding name \"{}\"", escape(name))).await;
             self.index.add_name(hash, name).await.map_err(index_error)?;
-            self.info(format!(
-                "{hash} \"{}\": already known, name added",
-                escape(name)
-            ))
-            .await;
-            return Ok(Outcome::NameAdded {
-                hash: hash.clone(),
-                name: name.to_owned(),
-            });
+            self.info(format!("{hash} \"{}\": already known, name added", escape(name))).await;
+            return Ok(Outcome::NameAdded { hash: hash.clone(), name: name.to_owned() });
         }
         self.debug(format!("{hash}: detecting faces")).await;
-        let encoded = self
-            .encoder
-            .encode(hash, &request.image)
-            .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    StepError::Transient(e.to_string())
-                } else {
-                    StepError::Permanent(e.to_string())
-                }
-            })?;
+        let encoded = self.encoder.encode(hash, &request.image).await.map_err(|e| {
+            if e.is_transient() { StepError::Transient(e.to_string()) } else { StepError::Permanent(e.to_string()) }
+        })?;
         let t = encoded.times;
         self.debug(format!(
             "{hash}: {} faces in {}x{} (decode {} ms, detect {} ms, landmarks {} ms, encode {} ms)",
@@ -226,40 +192,18 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
             fingerprint: self.encoder.fingerprint(),
         };
         let faces = &new.faces;
-        let matches = self
-            .index
-            .add_image(&new, self.settings.tolerance)
-            .await
-            .map_err(index_error)?;
-        let mut line = format!(
-            "{hash} \"{}\": {} faces, {} matching images",
-            escape(name),
-            faces.len(),
-            matches.len()
-        );
+        let matches = self.index.add_image(&new, self.settings.tolerance).await.map_err(index_error)?;
+        let mut line = format!("{hash} \"{}\": {} faces, {} matching images", escape(name), faces.len(), matches.len());
         for m in &matches {
             let _ = write!(line, " {}", m.hash);
         }
         self.info(line).await;
-        Ok(Outcome::Stored {
-            hash: hash.clone(),
-            name: name.to_owned(),
-            faces: faces.len(),
-            matches,
-            times: t,
-        })
+        Ok(Outcome::Stored { hash: hash.clone(), name: name.to_owned(), faces: faces.len(), matches, times: t })
     }
 
     async fn reject(&self, hash: Option<ImageHash>, reason: String) -> Outcome {
-        let subject = hash
-            .as_ref()
-            .map_or_else(|| "message".to_owned(), |h| h.to_string());
-        self.logs
-            .publish(
-                &self.settings.keys.error,
-                &format!("{subject} dead-lettered: {}", escape(&reason)),
-            )
-            .await;
+        let subject = hash.as_ref().map_or_else(|| "message".to_owned(), |h| h.to_string());
+        self.logs.publish(&self.settings.keys.error, &format!("{subject} dead-lettered: {}", escape(&reason))).await;
         Outcome::Rejected { hash, reason }
     }
 
@@ -273,17 +217,11 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
 }
 
 fn index_error(e: crate::ports::IndexError) -> StepError {
-    if e.is_transient() {
-        StepError::Transient(e.to_string())
-    } else {
-        StepError::Permanent(e.to_string())
-    }
+    if e.is_transient() { StepError::Transient(e.to_string()) } else { StepError::Permanent(e.to_string()) }
 }
 
 /// Delay before a failed delivery is requeued: 1 s, 2 s, 4 s, ... capped at `max`.
 pub fn retry_delay(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1))
-        .unwrap_or(u32::MAX);
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
     base.saturating_mul(factor).min(max)
 }

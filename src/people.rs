@@ -57,25 +57,14 @@ mod tests {
     fn face(hash: &str, face: usize, x: f64) -> (FaceRef, Encoding) {
         let mut v = [0.0; ENCODING_DIMS];
         v[0] = x;
-        (
-            FaceRef {
-                hash: ImageHash::parse(hash).unwrap(),
-                face,
-            },
-            Encoding(v),
-        )
+        (FaceRef { hash: ImageHash::parse(hash).unwrap(), face }, Encoding(v))
     }
 
     #[test]
     fn links_transitively_but_keeps_faces_of_one_image_apart() {
         // a0~b0 (0.5), b0~c0 (0.5), so a0, b0, c0 are one person although a0-c0 is 1.0;
         // a1 is far from everyone: a person of its own, although it shares image a.
-        let faces = vec![
-            face("a", 0, 0.0),
-            face("a", 1, 5.0),
-            face("b", 0, 0.5),
-            face("c", 0, 1.0),
-        ];
+        let faces = vec![face("a", 0, 0.0), face("a", 1, 5.0), face("b", 0, 0.5), face("c", 0, 1.0)];
         let groups = group(&faces, 0.6);
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].len(), 3);

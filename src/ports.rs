@@ -218,11 +218,7 @@ pub trait FaceIndex: Send + Sync {
     ///
     /// # Errors
     /// See [`IndexError`].
-    async fn add_image(
-        &self,
-        image: &NewImage,
-        tolerance: f64,
-    ) -> Result<Vec<ImageMatch>, IndexError>;
+    async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
 
     /// Everything known about one image, or `None`.
     ///
@@ -283,11 +279,7 @@ impl<T: FaceIndex + ?Sized> FaceIndex for std::sync::Arc<T> {
     async fn add_name(&self, hash: &ImageHash, name: &str) -> Result<(), IndexError> {
         (**self).add_name(hash, name).await
     }
-    async fn add_image(
-        &self,
-        image: &NewImage,
-        tolerance: f64,
-    ) -> Result<Vec<ImageMatch>, IndexError> {
+    async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         (**self).add_image(image, tolerance).await
     }
     async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError> {

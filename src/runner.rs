@@ -60,8 +60,31 @@ pub struct RunStats {
     pub dead_lettered: u64,
 }
 
-/// Something told about every settled delivery.
-pub type Observer = Arc<dyn Fn(&Report) + Send + Sync>;
+/// Told about every delivery the runner takes and settles (progress bar, metrics, tests).
+pub trait Observe: Send + Sync {
+    /// A delivery was taken and is now in flight.
+    fn taken(&self) {}
+    /// A delivery was settled.
+    fn settled(&self, report: &Report);
+}
+
+impl<F: Fn(&Report) + Send + Sync> Observe for F {
+    fn settled(&self, report: &Report) {
+        self(report)
+    }
+}
+
+/// A shared observer.
+pub type Observer = Arc<dyn Observe>;
+
+/// An observer that ignores everything.
+pub fn ignore() -> Observer {
+    struct Ignore;
+    impl Observe for Ignore {
+        fn settled(&self, _: &Report) {}
+    }
+    Arc::new(Ignore)
+}
 
 /// Runs until the source is exhausted, fails fatally, or `shutdown` is cancelled.
 ///
@@ -115,19 +138,13 @@ where
             }
         };
         stats.taken += 1;
-        let (orchestrator, source, observer, shutdown) = (
-            orchestrator.clone(),
-            source.clone(),
-            observer.clone(),
-            shutdown.clone(),
-        );
+        observer.taken();
+        let (orchestrator, source, observer, shutdown) =
+            (orchestrator.clone(), source.clone(), observer.clone(), shutdown.clone());
         let options = options.clone();
         tasks.spawn(async move {
             let started = Instant::now();
-            let outcome = match AssertUnwindSafe(orchestrator.process(&delivery))
-                .catch_unwind()
-                .await
-            {
+            let outcome = match AssertUnwindSafe(orchestrator.process(&delivery)).catch_unwind().await {
                 Ok(outcome) => outcome,
                 // A bug, not bad input: count it as a failed attempt so that it is bounded
                 // by max_attempts like any other failure, and never left unsettled.
@@ -146,11 +163,7 @@ where
             if let Err(e) = &settled {
                 tracing::warn!(error = %e, "settling failed; the broker will redeliver");
             }
-            observer(&Report {
-                outcome: outcome.clone(),
-                elapsed: started.elapsed(),
-                settled,
-            });
+            observer.settled(&Report { outcome: outcome.clone(), elapsed: started.elapsed(), settled });
             drop(permit);
             outcome
         });

@@ -25,10 +25,7 @@ impl FakeEncoder {
 
     /// Makes `encode(hash, ..)` return `result`.
     pub fn set(&self, hash: &ImageHash, result: Result<EncodedImage, EncodeError>) {
-        self.results
-            .lock()
-            .expect("lock")
-            .insert(hash.clone(), result);
+        self.results.lock().expect("lock").insert(hash.clone(), result);
     }
 
     /// Makes every call wait for a permit of the returned semaphore.

@@ -60,12 +60,7 @@ impl<I> Clone for FlakyIndex<I> {
 impl<I: FaceIndex> FlakyIndex<I> {
     /// Wraps `inner`.
     pub fn new(inner: I) -> Self {
-        Self {
-            inner: Arc::new(inner),
-            calls: Arc::default(),
-            faults: Arc::default(),
-            timeline: None,
-        }
+        Self { inner: Arc::new(inner), calls: Arc::default(), faults: Arc::default(), timeline: None }
     }
 
     /// Also records `index.*` events on `timeline`.
@@ -141,13 +136,8 @@ impl<I: FaceIndex> FaceIndex for FlakyIndex<I> {
         result
     }
 
-    async fn add_image(
-        &self,
-        image: &NewImage,
-        tolerance: f64,
-    ) -> Result<Vec<ImageMatch>, IndexError> {
-        let call =
-            IndexCall::AddImage(image.hash.clone(), image.name.to_owned(), image.faces.len());
+    async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
+        let call = IndexCall::AddImage(image.hash.clone(), image.name.to_owned(), image.faces.len());
         let result = match self.enter(call) {
             Ok(()) => self.inner.add_image(image, tolerance).await,
             Err(e) => Err(e),

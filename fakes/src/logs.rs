@@ -28,9 +28,6 @@ impl RecordingLogs {
 #[async_trait]
 impl LogSink for RecordingLogs {
     async fn publish(&self, routing_key: &str, line: &str) {
-        self.0
-            .lock()
-            .expect("lock")
-            .push((routing_key.to_owned(), line.to_owned()));
+        self.0.lock().expect("lock").push((routing_key.to_owned(), line.to_owned()));
     }
 }

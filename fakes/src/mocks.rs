@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use facerec::face::EncodedImage;
 use facerec::hash::ImageHash;
 use facerec::ports::{
-    Delivery, DeliveryId, EncodeError, FaceEncoder, FaceIndex, ImageMatch, ImageRecord, IndexError,
-    LogSink, MessageSource, NewImage, Settlement, SourceError,
+    Delivery, DeliveryId, EncodeError, FaceEncoder, FaceIndex, ImageMatch, ImageRecord, IndexError, LogSink,
+    MessageSource, NewImage, Settlement, SourceError,
 };
 
 mockall::mock! {

@@ -39,10 +39,7 @@ impl FakeSource {
 
     /// An empty queue that writes `settle ...` events to `timeline`.
     pub fn with_timeline(timeline: Timeline) -> Self {
-        Self {
-            timeline: Some(timeline),
-            ..Self::default()
-        }
+        Self { timeline: Some(timeline), ..Self::default() }
     }
 
     /// Enqueues a message body with no headers.
@@ -52,11 +49,7 @@ impl FakeSource {
 
     /// Enqueues a message with headers.
     pub fn push_with_headers(&self, body: impl Into<Vec<u8>>, headers: BTreeMap<String, String>) {
-        self.inner
-            .lock()
-            .expect("lock")
-            .queue
-            .push_back((body.into(), headers, 1));
+        self.inner.lock().expect("lock").queue.push_back((body.into(), headers, 1));
     }
 
     /// Makes the next `n` calls to `settle` fail as if the connection dropped: the
@@ -77,10 +70,7 @@ impl FakeSource {
 
     /// Number of acked messages.
     pub fn acked(&self) -> usize {
-        self.settlements()
-            .iter()
-            .filter(|(_, s)| *s == Settlement::Ack)
-            .count()
+        self.settlements().iter().filter(|(_, s)| *s == Settlement::Ack).count()
     }
 
     /// Messages neither settled nor waiting: must be zero after a run.
@@ -99,15 +89,8 @@ impl MessageSource for FakeSource {
                 if let Some((body, headers, attempt)) = inner.queue.pop_front() {
                     inner.next_id += 1;
                     let id = DeliveryId(inner.next_id);
-                    inner
-                        .in_flight
-                        .insert(id, (body.clone(), headers.clone(), attempt));
-                    return Ok(Some(Delivery {
-                        id,
-                        body,
-                        headers,
-                        attempt,
-                    }));
+                    inner.in_flight.insert(id, (body.clone(), headers.clone(), attempt));
+                    return Ok(Some(Delivery { id, body, headers, attempt }));
                 }
                 if inner.in_flight.is_empty() {
                     return Ok(None);
@@ -119,10 +102,8 @@ impl MessageSource for FakeSource {
 
     async fn settle(&self, id: DeliveryId, settlement: Settlement) -> Result<(), SourceError> {
         let mut inner = self.inner.lock().expect("lock");
-        let (body, headers, attempt) = inner
-            .in_flight
-            .remove(&id)
-            .ok_or_else(|| SourceError::Fatal(format!("unknown delivery {}", id.0)))?;
+        let (body, headers, attempt) =
+            inner.in_flight.remove(&id).ok_or_else(|| SourceError::Fatal(format!("unknown delivery {}", id.0)))?;
         // Wake a waiting `next` whatever happens below: the queue or the in-flight set changed.
         self.settled.notify_waiters();
         if inner.fail_settles > 0 {

@@ -39,17 +39,8 @@ struct State {
 /// A journal record: exactly one completed index write.
 #[derive(Debug, Serialize, Deserialize)]
 enum Record {
-    Image {
-        hash: ImageHash,
-        name: String,
-        faces: Vec<Encoding>,
-        fingerprint: String,
-        matches: Vec<ImageMatch>,
-    },
-    Name {
-        hash: ImageHash,
-        name: String,
-    },
+    Image { hash: ImageHash, name: String, faces: Vec<Encoding>, fingerprint: String, matches: Vec<ImageMatch> },
+    Name { hash: ImageHash, name: String },
 }
 
 /// The index, in memory, with an optional journal.
@@ -88,10 +79,7 @@ impl Default for EmbeddedIndex {
 impl EmbeddedIndex {
     /// An empty index that lives as long as the process.
     pub fn in_memory() -> Self {
-        Self {
-            state: RwLock::new(State::default()),
-            journal: None,
-        }
+        Self { state: RwLock::new(State::default()), journal: None }
     }
 
     /// Opens (or creates) a journal file and replays it.
@@ -99,16 +87,8 @@ impl EmbeddedIndex {
     /// # Errors
     /// The file cannot be read or written, or is not an index file.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let io = |source| JournalError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io)?;
+        let io = |source| JournalError::Io { path: path.to_owned(), source };
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
         let mut state = State::default();
         if file.metadata().map_err(io)?.len() == 0 {
             file.write_all(MAGIC).map_err(io)?;
@@ -121,13 +101,7 @@ impl EmbeddedIndex {
             }
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        Ok(Self {
-            state: RwLock::new(state),
-            journal: Some(Mutex::new(Journal {
-                file,
-                path: path.to_owned(),
-            })),
-        })
+        Ok(Self { state: RwLock::new(state), journal: Some(Mutex::new(Journal { file, path: path.to_owned() })) })
     }
 
     /// Every complete image, sorted by hash.
@@ -140,11 +114,7 @@ impl EmbeddedIndex {
 
     /// Number of faces held.
     pub fn face_count(&self) -> usize {
-        self.state
-            .read()
-            .expect("index lock poisoned")
-            .faces
-            .faces()
+        self.state.read().expect("index lock poisoned").faces.faces()
     }
 
     fn append(&self, record: &Record) -> Result<(), IndexError> {
@@ -168,19 +138,9 @@ impl EmbeddedIndex {
 }
 
 fn record(hash: &ImageHash, e: &Entry) -> ImageRecord {
-    let mut matches: Vec<ImageMatch> = e
-        .matches
-        .iter()
-        .map(|(h, d)| ImageMatch {
-            hash: h.clone(),
-            distance: *d,
-        })
-        .collect();
-    matches.sort_by(|a, b| {
-        a.distance
-            .total_cmp(&b.distance)
-            .then_with(|| a.hash.cmp(&b.hash))
-    });
+    let mut matches: Vec<ImageMatch> =
+        e.matches.iter().map(|(h, d)| ImageMatch { hash: h.clone(), distance: *d }).collect();
+    matches.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.hash.cmp(&b.hash)));
     ImageRecord {
         hash: hash.clone(),
         names: e.names.clone(),
@@ -192,10 +152,7 @@ fn record(hash: &ImageHash, e: &Entry) -> ImageRecord {
 
 /// Reads every valid record into `state`; returns the offset just past the last one.
 fn replay(file: &mut File, path: &Path, state: &mut State) -> Result<u64, JournalError> {
-    let io = |source| JournalError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| JournalError::Io { path: path.to_owned(), source };
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut reader = BufReader::new(&mut *file);
     let mut magic = vec![0u8; MAGIC.len()];
@@ -214,8 +171,7 @@ fn replay(file: &mut File, path: &Path, state: &mut State) -> Result<u64, Journa
         if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
             return Ok(offset);
         }
-        let Ok((record, _)) =
-            bincode::serde::decode_from_slice::<Record, _>(&payload, bincode::config::standard())
+        let Ok((record, _)) = bincode::serde::decode_from_slice::<Record, _>(&payload, bincode::config::standard())
         else {
             return Ok(offset);
         };
@@ -226,13 +182,7 @@ fn replay(file: &mut File, path: &Path, state: &mut State) -> Result<u64, Journa
 
 fn apply(state: &mut State, record: Record) {
     match record {
-        Record::Image {
-            hash,
-            name,
-            faces,
-            fingerprint,
-            matches,
-        } => {
+        Record::Image { hash, name, faces, fingerprint, matches } => {
             state.faces.insert(&hash, &faces);
             for m in &matches {
                 if let Some(other) = state.images.get_mut(&m.hash) {
@@ -242,19 +192,12 @@ fn apply(state: &mut State, record: Record) {
             let entry = state.images.entry(hash.clone()).or_default();
             entry.faces = faces;
             entry.fingerprint = Some(fingerprint);
-            entry
-                .matches
-                .extend(matches.into_iter().map(|m| (m.hash, m.distance)));
+            entry.matches.extend(matches.into_iter().map(|m| (m.hash, m.distance)));
             entry.names.insert(name.clone());
             state.name_to_hash.insert(name, hash);
         }
         Record::Name { hash, name } => {
-            state
-                .images
-                .entry(hash.clone())
-                .or_default()
-                .names
-                .insert(name.clone());
+            state.images.entry(hash.clone()).or_default().names.insert(name.clone());
             state.name_to_hash.insert(name, hash);
         }
     }
@@ -263,36 +206,22 @@ fn apply(state: &mut State, record: Record) {
 #[async_trait]
 impl FaceIndex for EmbeddedIndex {
     async fn is_known(&self, hash: &ImageHash) -> Result<bool, IndexError> {
-        Ok(self
-            .state
-            .read()
-            .expect("index lock poisoned")
-            .images
-            .contains_key(hash))
+        Ok(self.state.read().expect("index lock poisoned").images.contains_key(hash))
     }
 
     async fn add_name(&self, hash: &ImageHash, name: &str) -> Result<(), IndexError> {
         let mut state = self.state.write().expect("index lock poisoned");
-        let record = Record::Name {
-            hash: hash.clone(),
-            name: name.to_owned(),
-        };
+        let record = Record::Name { hash: hash.clone(), name: name.to_owned() };
         self.append(&record)?;
         apply(&mut state, record);
         Ok(())
     }
 
-    async fn add_image(
-        &self,
-        image: &NewImage,
-        tolerance: f64,
-    ) -> Result<Vec<ImageMatch>, IndexError> {
+    async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         let mut state = self.state.write().expect("index lock poisoned");
         // Under one lock, "write first, then compare" and "compare, then write" are the
         // same; compare first so the journal gets the complete record in one append.
-        let matches = state
-            .faces
-            .matches(&image.faces, tolerance, Some(&image.hash));
+        let matches = state.faces.matches(&image.faces, tolerance, Some(&image.hash));
         let record = Record::Image {
             hash: image.hash.clone(),
             name: image.name.clone(),
@@ -306,23 +235,11 @@ impl FaceIndex for EmbeddedIndex {
     }
 
     async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError> {
-        Ok(self
-            .state
-            .read()
-            .expect("index lock poisoned")
-            .images
-            .get(hash)
-            .map(|e| record(hash, e)))
+        Ok(self.state.read().expect("index lock poisoned").images.get(hash).map(|e| record(hash, e)))
     }
 
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
-        Ok(self
-            .state
-            .read()
-            .expect("index lock poisoned")
-            .name_to_hash
-            .get(name)
-            .cloned())
+        Ok(self.state.read().expect("index lock poisoned").name_to_hash.get(name).cloned())
     }
 }
 
@@ -339,18 +256,8 @@ mod tests {
         ImageHash::parse(s).unwrap()
     }
 
-    async fn add(
-        index: &EmbeddedIndex,
-        hash: &str,
-        name: &str,
-        faces: &[Encoding],
-    ) -> Vec<ImageMatch> {
-        let new = NewImage {
-            hash: h(hash),
-            name: name.into(),
-            faces: faces.to_vec(),
-            fingerprint: "test".into(),
-        };
+    async fn add(index: &EmbeddedIndex, hash: &str, name: &str, faces: &[Encoding]) -> Vec<ImageMatch> {
+        let new = NewImage { hash: h(hash), name: name.into(), faces: faces.to_vec(), fingerprint: "test".into() };
         index.add_image(&new, 0.6).await.unwrap()
     }
 
@@ -365,18 +272,10 @@ mod tests {
             index.add_name(&h("a"), "copy.jpg").await.unwrap();
         }
         // A crash mid-append leaves a partial frame.
-        OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(&[9, 0, 0, 0, 1])
-            .unwrap();
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(&[9, 0, 0, 0, 1]).unwrap();
         let index = EmbeddedIndex::open(&path).unwrap();
         let a = index.image(&h("a")).await.unwrap().unwrap();
-        assert_eq!(
-            a.names,
-            BTreeSet::from(["a.jpg".to_string(), "copy.jpg".to_string()])
-        );
+        assert_eq!(a.names, BTreeSet::from(["a.jpg".to_string(), "copy.jpg".to_string()]));
         assert_eq!(a.matches.len(), 1);
         assert_eq!(a.matches[0].hash, h("b"));
         assert_eq!(index.hash_of("copy.jpg").await.unwrap(), Some(h("a")));
@@ -393,9 +292,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("photo.jpg");
         std::fs::write(&path, b"\xff\xd8\xff\xe0 not an index").unwrap();
-        assert!(matches!(
-            EmbeddedIndex::open(&path),
-            Err(JournalError::NotAnIndex(_))
-        ));
+        assert!(matches!(EmbeddedIndex::open(&path), Err(JournalError::NotAnIndex(_))));
     }
 }

@@ -51,43 +51,24 @@ impl FileSource {
             collect(kind, path, &mut files)?;
         }
         let pending = files.into_iter().map(|f| (f, 1)).collect();
-        Ok(Self {
-            kind,
-            state: Mutex::new(State {
-                pending,
-                ..State::default()
-            }),
-            settled: Notify::new(),
-        })
+        Ok(Self { kind, state: Mutex::new(State { pending, ..State::default() }), settled: Notify::new() })
     }
 
     /// Number of files not yet taken.
     pub fn remaining(&self) -> usize {
-        self.state
-            .lock()
-            .expect("source lock poisoned")
-            .pending
-            .len()
+        self.state.lock().expect("source lock poisoned").pending.len()
     }
 
     /// Every settlement so far, in order, with the file it was for.
     pub fn settled(&self) -> Vec<(PathBuf, Settlement)> {
-        self.state
-            .lock()
-            .expect("source lock poisoned")
-            .settled
-            .clone()
+        self.state.lock().expect("source lock poisoned").settled.clone()
     }
 
     fn load(&self, path: &Path) -> Result<(Vec<u8>, BTreeMap<String, String>), String> {
         match self.kind {
             FileKind::Images => {
-                let body = std::fs::read(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                Ok((
-                    body,
-                    BTreeMap::from([("name".to_owned(), path.display().to_string())]),
-                ))
+                let body = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Ok((body, BTreeMap::from([("name".to_owned(), path.display().to_string())])))
             }
             FileKind::Captures => CapturedMessage::read(path).map(|m| (m.body, m.headers)),
         }
@@ -95,17 +76,13 @@ impl FileSource {
 }
 
 fn collect(kind: FileKind, path: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| SourceError::Fatal(format!("{}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| SourceError::Fatal(format!("{}: {e}", path.display())))?;
     if !meta.is_dir() {
         out.push(path.to_owned());
         return Ok(());
     }
     let wanted = |p: &Path| {
-        let ext = p
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
+        let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         match kind {
             FileKind::Images => ext.is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str())),
             FileKind::Captures => ext.as_deref() == Some(capture::EXTENSION),
@@ -143,17 +120,8 @@ impl MessageSource for FileSource {
             };
             match self.load(&path) {
                 Ok((body, headers)) => {
-                    self.state
-                        .lock()
-                        .expect("source lock poisoned")
-                        .in_flight
-                        .insert(id, (path, attempt));
-                    return Ok(Some(Delivery {
-                        id,
-                        body,
-                        headers,
-                        attempt,
-                    }));
+                    self.state.lock().expect("source lock poisoned").in_flight.insert(id, (path, attempt));
+                    return Ok(Some(Delivery { id, body, headers, attempt }));
                 }
                 // A file that cannot be read is settled at once: reported, never retried.
                 Err(reason) => {
@@ -170,9 +138,10 @@ impl MessageSource for FileSource {
 
     async fn settle(&self, id: DeliveryId, settlement: Settlement) -> Result<(), SourceError> {
         let mut state = self.state.lock().expect("source lock poisoned");
-        let (path, attempt) = state.in_flight.remove(&id).ok_or_else(|| {
-            SourceError::Fatal(format!("delivery {} settled twice or unknown", id.0))
-        })?;
+        let (path, attempt) = state
+            .in_flight
+            .remove(&id)
+            .ok_or_else(|| SourceError::Fatal(format!("delivery {} settled twice or unknown", id.0)))?;
         if let Settlement::Requeue { .. } = settlement {
             state.pending.push_back((path.clone(), attempt + 1));
         }

@@ -49,14 +49,9 @@ impl Recording {
     /// Unreadable file, invalid JSON, or another format.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let recording: Recording =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let recording: Recording = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         if recording.format != FORMAT {
-            return Err(format!(
-                "{}: format {:?}, expected {FORMAT:?}",
-                path.display(),
-                recording.format
-            ));
+            return Err(format!("{}: format {:?}, expected {FORMAT:?}", path.display(), recording.format));
         }
         Ok(recording)
     }
@@ -80,21 +75,22 @@ impl Recording {
 pub struct RecordedEncoder {
     images: HashMap<ImageHash, RecordedImage>,
     fingerprint: String,
+    delay: std::time::Duration,
 }
 
 impl RecordedEncoder {
     /// An encoder that knows the images of `recording`.
     pub fn new(recording: Recording) -> Self {
         let fingerprint = recording.fingerprint;
-        let images = recording
-            .images
-            .into_iter()
-            .map(|i| (i.hash.clone(), i))
-            .collect();
-        Self {
-            images,
-            fingerprint,
-        }
+        let images = recording.images.into_iter().map(|i| (i.hash.clone(), i)).collect();
+        Self { images, fingerprint, delay: std::time::Duration::ZERO }
+    }
+
+    /// Makes every image take `delay` (without using CPU), to stand in for dlib's time in
+    /// fault drills and pipeline benchmarks.
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
     }
 
     /// Loads a recording file.
@@ -109,11 +105,11 @@ impl RecordedEncoder {
 #[async_trait]
 impl FaceEncoder for RecordedEncoder {
     async fn encode(&self, hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError> {
-        let found = self
-            .images
-            .get(hash)
-            .or_else(|| self.images.get(&ImageHash::of_bytes(image)));
+        let found = self.images.get(hash).or_else(|| self.images.get(&ImageHash::of_bytes(image)));
         let recorded = found.ok_or_else(|| EncodeError::NotRecorded(hash.clone()))?;
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         Ok(EncodedImage {
             width: recorded.width,
             height: recorded.height,

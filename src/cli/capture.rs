@@ -35,10 +35,7 @@ pub struct CaptureArgs {
 /// Runs the command.
 pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
     let settings = args.broker.settings(1, 20).map_err(anyhow::Error::msg)?;
-    let queue = args
-        .from_queue
-        .clone()
-        .unwrap_or_else(|| settings.queue.clone());
+    let queue = args.from_queue.clone().unwrap_or_else(|| settings.queue.clone());
     std::fs::create_dir_all(&args.dir)?;
     let conn = connect(&settings.url, "facerec capture", Duration::from_secs(10))
         .await
@@ -48,10 +45,7 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
     let mut held = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(args.wait);
     while held.len() < args.count {
-        match channel
-            .basic_get(queue.as_str().into(), BasicGetOptions::default())
-            .await?
-        {
+        match channel.basic_get(queue.as_str().into(), BasicGetOptions::default()).await? {
             Some(message) => {
                 let d = &message.delivery;
                 let headers = text_headers(d.properties.headers().as_ref());
@@ -61,37 +55,19 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
                     redelivered: d.redelivered,
                     body: d.data.clone(),
                     headers,
-                    content_type: d
-                        .properties
-                        .content_type()
-                        .as_ref()
-                        .map(|s| s.as_str().to_owned()),
-                    content_encoding: d
-                        .properties
-                        .content_encoding()
-                        .as_ref()
-                        .map(|s| s.as_str().to_owned()),
+                    content_type: d.properties.content_type().as_ref().map(|s| s.as_str().to_owned()),
+                    content_encoding: d.properties.content_encoding().as_ref().map(|s| s.as_str().to_owned()),
                     delivery_mode: *d.properties.delivery_mode(),
-                    message_id: d
-                        .properties
-                        .message_id()
-                        .as_ref()
-                        .map(|s| s.as_str().to_owned()),
+                    message_id: d.properties.message_id().as_ref().map(|s| s.as_str().to_owned()),
                     timestamp: *d.properties.timestamp(),
                 };
                 let tag = ImageHash::of_bytes(&captured.body).as_str()[..12].to_owned();
-                let path = args.dir.join(format!(
-                    "{:06}-{tag}.{}",
-                    held.len() + 1,
-                    capture::EXTENSION
-                ));
+                let path = args.dir.join(format!("{:06}-{tag}.{}", held.len() + 1, capture::EXTENSION));
                 captured.write(&path).map_err(anyhow::Error::msg)?;
                 println!("{}", path.display());
                 held.push(message.delivery.acker.clone());
             }
-            None if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
+            None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
             None => break,
         }
     }
@@ -99,19 +75,10 @@ pub async fn run(args: CaptureArgs) -> anyhow::Result<()> {
         if args.remove {
             acker.ack(BasicAckOptions::default()).await?;
         } else {
-            acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await?;
+            acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
         }
     }
     let _ = conn.close(200, "done".into()).await;
-    eprintln!(
-        "captured {} messages from {queue:?}{}",
-        held.len(),
-        if args.remove { " (removed)" } else { "" }
-    );
+    eprintln!("captured {} messages from {queue:?}{}", held.len(), if args.remove { " (removed)" } else { "" });
     Ok(())
 }

@@ -43,19 +43,10 @@ pub struct BrokerArgs {
     #[arg(long, env = "FACEREC_ROUTING_KEY", default_value = "toWorker")]
     pub routing_key: String,
     /// Queue that receives messages that can never be processed, with the reason.
-    #[arg(
-        long,
-        env = "FACEREC_DEAD_LETTER_QUEUE",
-        default_value = "toWorker.dead"
-    )]
+    #[arg(long, env = "FACEREC_DEAD_LETTER_QUEUE", default_value = "toWorker.dead")]
     pub dead_letter_queue: String,
     /// Declare the work queue as classic (what seed producers declare) or quorum.
-    #[arg(
-        long,
-        env = "FACEREC_QUEUE_TYPE",
-        value_enum,
-        default_value = "classic"
-    )]
+    #[arg(long, env = "FACEREC_QUEUE_TYPE", value_enum, default_value = "classic")]
     pub queue_type: QueueType,
     /// Topic exchange for progress lines.
     #[arg(long, env = "FACEREC_LOGS_EXCHANGE", default_value = "logs")]
@@ -159,13 +150,8 @@ impl RedisArgs {
             (None, Some(p)) => Some(Secret::new(p.clone())),
             (None, None) => None,
         };
-        let auth = password
-            .map(|p| format!(":{}@", encode_userinfo(p.expose())))
-            .unwrap_or_default();
-        Ok(Secret::new(format!(
-            "redis://{auth}{}:{}",
-            self.redis_host, self.redis_port
-        )))
+        let auth = password.map(|p| format!(":{}@", encode_userinfo(p.expose()))).unwrap_or_default();
+        Ok(Secret::new(format!("redis://{auth}{}:{}", self.redis_host, self.redis_port)))
     }
 
     /// The host shown in "Connecting to ... redis(HOST)".

@@ -44,10 +44,7 @@ impl EncoderArgs {
     pub fn settings(&self) -> EncoderSettings {
         let defaults = EncoderSettings::default();
         EncoderSettings {
-            model_dir: self
-                .models
-                .clone()
-                .unwrap_or_else(models::default_model_dir),
+            model_dir: self.models.clone().unwrap_or_else(models::default_model_dir),
             detector: self.detector,
             upsample: self.upsample,
             landmarks: self.landmarks,

@@ -50,14 +50,9 @@ pub async fn run(args: FacesArgs) -> anyhow::Result<()> {
     let encoder = &encoder;
     let mut results = futures::stream::iter(args.images.iter())
         .map(|path| async move {
-            let bytes = tokio::fs::read(path)
-                .await
-                .with_context(|| format!("reading {}", path.display()))?;
+            let bytes = tokio::fs::read(path).await.with_context(|| format!("reading {}", path.display()))?;
             let hash = ImageHash::of_bytes(&bytes);
-            let encoded = encoder
-                .encode(&hash, &bytes)
-                .await
-                .with_context(|| path.display().to_string())?;
+            let encoded = encoder.encode(&hash, &bytes).await.with_context(|| path.display().to_string())?;
             anyhow::Ok((path, hash, encoded))
         })
         .buffered(parallel);
@@ -81,38 +76,20 @@ pub async fn run(args: FacesArgs) -> anyhow::Result<()> {
                 faces: image
                     .faces
                     .iter()
-                    .map(|f| FaceLine {
-                        bbox: f.bbox,
-                        encoding: encoding_values(&f.encoding),
-                    })
+                    .map(|f| FaceLine { bbox: f.bbox, encoding: encoding_values(&f.encoding) })
                     .collect(),
             };
             serde_json::to_writer(&mut stdout, &line)?;
             writeln!(stdout)?;
         } else {
-            writeln!(
-                stdout,
-                "{} ({}x{}): {} faces",
-                path.display(),
-                image.width,
-                image.height,
-                image.faces.len()
-            )?;
+            writeln!(stdout, "{} ({}x{}): {} faces", path.display(), image.width, image.height, image.faces.len())?;
             for f in &image.faces {
                 let b = f.bbox;
-                writeln!(
-                    stdout,
-                    "  top {} right {} bottom {} left {}",
-                    b.top, b.right, b.bottom, b.left
-                )?;
+                writeln!(stdout, "  top {} right {} bottom {} left {}", b.top, b.right, b.bottom, b.left)?;
             }
         }
     }
-    anyhow::ensure!(
-        failures == 0,
-        "{failures} of {} images failed",
-        args.images.len()
-    );
+    anyhow::ensure!(failures == 0, "{failures} of {} images failed", args.images.len());
     Ok(())
 }
 

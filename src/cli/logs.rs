@@ -27,22 +27,10 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let conn = connect(&settings.url, "facerec logs", Duration::from_secs(10))
         .await
         .map_err(|e| anyhow::anyhow!("RabbitMQ at {}: {e}", redacted(&settings.url)))?;
-    ensure_exchange(
-        &conn,
-        &settings.logs_exchange,
-        ExchangeKind::Topic,
-        settings.logs_durable,
-    )
-    .await?;
+    ensure_exchange(&conn, &settings.logs_exchange, ExchangeKind::Topic, settings.logs_durable).await?;
     let channel = conn.create_channel().await?;
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..QueueDeclareOptions::default()
-    };
-    let queue = channel
-        .queue_declare("".into(), options, FieldTable::default())
-        .await?;
+    let options = QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() };
+    let queue = channel.queue_declare("".into(), options, FieldTable::default()).await?;
     let name = queue.name().as_str().to_owned();
     channel
         .queue_bind(
@@ -53,22 +41,10 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
             FieldTable::default(),
         )
         .await?;
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..BasicConsumeOptions::default()
-    };
-    let mut consumer = channel
-        .basic_consume(
-            name.as_str().into(),
-            "facerec-logs".into(),
-            no_ack,
-            FieldTable::default(),
-        )
-        .await?;
-    eprintln!(
-        "listening on exchange {:?} for {:?} (Ctrl-C to stop)",
-        settings.logs_exchange, args.pattern
-    );
+    let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+    let mut consumer =
+        channel.basic_consume(name.as_str().into(), "facerec-logs".into(), no_ack, FieldTable::default()).await?;
+    eprintln!("listening on exchange {:?} for {:?} (Ctrl-C to stop)", settings.logs_exchange, args.pattern);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,

@@ -54,51 +54,24 @@ pub async fn run(args: MatchesArgs) -> anyhow::Result<()> {
             _ => bail!("no image named or hashed {:?}", args.image),
         },
     };
-    let record = index
-        .image(&hash)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("image {hash} has no record"))?;
+    let record = index.image(&hash).await?.ok_or_else(|| anyhow::anyhow!("image {hash} has no record"))?;
     let mut matches = Vec::new();
     for m in &record.matches {
         // NaN (distance unknown) is kept out of a tolerance query.
-        if args
-            .tolerance
-            .is_some_and(|t| m.distance.is_nan() || m.distance > t)
-        {
+        if args.tolerance.is_some_and(|t| m.distance.is_nan() || m.distance > t) {
             continue;
         }
-        let names = index
-            .image(&m.hash)
-            .await?
-            .map(|r| r.names.into_iter().collect())
-            .unwrap_or_default();
-        matches.push(MatchOut {
-            hash: m.hash.clone(),
-            names,
-            distance: (!m.distance.is_nan()).then_some(m.distance),
-        });
+        let names = index.image(&m.hash).await?.map(|r| r.names.into_iter().collect()).unwrap_or_default();
+        matches.push(MatchOut { hash: m.hash.clone(), names, distance: (!m.distance.is_nan()).then_some(m.distance) });
     }
-    let out = Out {
-        hash: hash.clone(),
-        names: record.names.into_iter().collect(),
-        faces: record.faces.len(),
-        matches,
-    };
+    let out = Out { hash: hash.clone(), names: record.names.into_iter().collect(), faces: record.faces.len(), matches };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let names: Vec<String> = out.names.iter().map(|n| escape(n).into_owned()).collect();
-        println!(
-            "{} ({}; {} faces): {} matching images",
-            out.hash,
-            names.join(", "),
-            out.faces,
-            out.matches.len()
-        );
+        println!("{} ({}; {} faces): {} matching images", out.hash, names.join(", "), out.faces, out.matches.len());
         for m in &out.matches {
-            let d = m
-                .distance
-                .map_or_else(|| "   ?  ".to_owned(), |d| format!("{d:.4}"));
+            let d = m.distance.map_or_else(|| "   ?  ".to_owned(), |d| format!("{d:.4}"));
             let names: Vec<String> = m.names.iter().map(|n| escape(n).into_owned()).collect();
             println!("  {d}  {}  {}", m.hash, names.join(", "));
         }

@@ -52,11 +52,9 @@ impl Command {
         match self {
             Command::Faces(_) | Command::Scan(_) | Command::Record(_) => "warn",
             Command::Worker(_) => "info",
-            Command::Submit(_)
-            | Command::Matches(_)
-            | Command::Logs(_)
-            | Command::Capture(_)
-            | Command::Replay(_) => "warn",
+            Command::Submit(_) | Command::Matches(_) | Command::Logs(_) | Command::Capture(_) | Command::Replay(_) => {
+                "warn"
+            }
         }
     }
 }

@@ -32,10 +32,7 @@ impl PipelineArgs {
         Settings {
             tolerance: self.tolerance,
             max_attempts: self.max_attempts.max(1),
-            limits: MessageLimits {
-                max_message_bytes: self.max_message_bytes,
-                max_name_bytes: self.max_name_bytes,
-            },
+            limits: MessageLimits { max_message_bytes: self.max_message_bytes, max_name_bytes: self.max_name_bytes },
             keys: RoutingKeys::for_host(host),
         }
     }
@@ -43,18 +40,11 @@ impl PipelineArgs {
     /// Runner options.
     pub fn run_options(&self) -> RunOptions {
         let defaults = RunOptions::default();
-        RunOptions {
-            concurrency: self.concurrency.unwrap_or(defaults.concurrency).max(1),
-            ..defaults
-        }
+        RunOptions { concurrency: self.concurrency.unwrap_or(defaults.concurrency).max(1), ..defaults }
     }
 }
 
 fn parse_tolerance(s: &str) -> Result<f64, String> {
     let t: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if t.is_finite() && t > 0.0 && t <= 2.0 {
-        Ok(t)
-    } else {
-        Err("tolerance must be a number in (0, 2]".into())
-    }
+    if t.is_finite() && t > 0.0 && t <= 2.0 { Ok(t) } else { Err("tolerance must be a number in (0, 2]".into()) }
 }

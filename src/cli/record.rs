@@ -29,28 +29,12 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
     for path in &args.images {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let hash = ImageHash::of_bytes(&bytes);
-        let encoded = encoder
-            .encode(&hash, &bytes)
-            .await
-            .with_context(|| path.display().to_string())?;
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
+        let encoded = encoder.encode(&hash, &bytes).await.with_context(|| path.display().to_string())?;
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         eprintln!("{name}: {} faces", encoded.faces.len());
-        images.push(RecordedImage {
-            hash,
-            name,
-            width: encoded.width,
-            height: encoded.height,
-            faces: encoded.faces,
-        });
+        images.push(RecordedImage { hash, name, width: encoded.width, height: encoded.height, faces: encoded.faces });
     }
-    let recording = Recording {
-        format: FORMAT.to_owned(),
-        fingerprint: encoder.fingerprint(),
-        images,
-    };
+    let recording = Recording { format: FORMAT.to_owned(), fingerprint: encoder.fingerprint(), images };
     recording.save(&args.output).map_err(anyhow::Error::msg)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())

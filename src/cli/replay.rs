@@ -57,27 +57,15 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     };
     let index: Arc<dyn FaceIndex> = match args.index {
         IndexKind::Memory => Arc::new(EmbeddedIndex::in_memory()),
-        IndexKind::Redis => {
-            Arc::new(RedisIndex::connect(args.redis.settings().map_err(anyhow::Error::msg)?).await?)
-        }
+        IndexKind::Redis => Arc::new(RedisIndex::connect(args.redis.settings().map_err(anyhow::Error::msg)?).await?),
     };
     let source = Arc::new(FileSource::new(FileKind::Captures, &args.paths)?);
     let settings = args.pipeline.settings(&crate::log_lines::hostname());
     let orchestrator = Arc::new(Orchestrator::new(encoder, index, StderrLogs, settings));
     let observer = Arc::new(|report: &Report| match &report.outcome {
-        Outcome::Stored {
-            hash,
-            name,
-            faces,
-            matches,
-            ..
-        } => {
+        Outcome::Stored { hash, name, faces, matches, .. } => {
             let list: Vec<&str> = matches.iter().map(|m| m.hash.as_str()).collect();
-            println!(
-                "stored {hash} \"{}\": {faces} faces, matches [{}]",
-                escape(name),
-                list.join(", ")
-            );
+            println!("stored {hash} \"{}\": {faces} faces, matches [{}]", escape(name), list.join(", "));
         }
         Outcome::NameAdded { hash, name } => {
             println!("known  {hash} \"{}\": name added", escape(name))
@@ -86,32 +74,15 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         Outcome::Rejected { reason, .. } => println!("dead-letter: {}", escape(reason)),
     });
     let shutdown = crate::shutdown::on_signals();
-    let stats = runner::run(
-        orchestrator,
-        source.clone(),
-        args.pipeline.run_options(),
-        shutdown,
-        observer,
-    )
-    .await?;
-    let failed: Vec<_> = source
-        .settled()
-        .into_iter()
-        .filter(|(_, s)| matches!(s, Settlement::DeadLetter { .. }))
-        .collect();
+    let stats = runner::run(orchestrator, source.clone(), args.pipeline.run_options(), shutdown, observer).await?;
+    let failed: Vec<_> =
+        source.settled().into_iter().filter(|(_, s)| matches!(s, Settlement::DeadLetter { .. })).collect();
     for (path, s) in &failed {
         if let Settlement::DeadLetter { reason } = s {
             eprintln!("{}: {}", path.display(), escape(reason));
         }
     }
-    eprintln!(
-        "replayed {} messages: {} acked, {} dead-lettered",
-        stats.taken, stats.acked, stats.dead_lettered
-    );
-    anyhow::ensure!(
-        failed.is_empty(),
-        "{} messages could not be processed",
-        failed.len()
-    );
+    eprintln!("replayed {} messages: {} acked, {} dead-lettered", stats.taken, stats.acked, stats.dead_lettered);
+    anyhow::ensure!(failed.is_empty(), "{} messages could not be processed", failed.len());
     Ok(())
 }

@@ -60,19 +60,12 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     let source = Arc::new(FileSource::new(FileKind::Images, &args.paths)?);
     let settings = args.pipeline.settings(&hostname());
     let tolerance = settings.tolerance;
-    let orchestrator = Arc::new(Orchestrator::new(
-        encoder,
-        index.clone(),
-        StderrLogs,
-        settings,
-    ));
+    let orchestrator = Arc::new(Orchestrator::new(encoder, index.clone(), StderrLogs, settings));
 
     let bar = indicatif::ProgressBar::new(source.remaining() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta} {msg}",
-        )
-        .context("progress template")?,
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta} {msg}")
+            .context("progress template")?,
     );
     let observer_bar = bar.clone();
     let observer = Arc::new(move |report: &Report| {
@@ -84,14 +77,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         }
     });
     let shutdown = crate::shutdown::on_signals();
-    let stats = runner::run(
-        orchestrator,
-        source.clone(),
-        args.pipeline.run_options(),
-        shutdown,
-        observer,
-    )
-    .await?;
+    let stats = runner::run(orchestrator, source.clone(), args.pipeline.run_options(), shutdown, observer).await?;
     bar.finish_and_clear();
 
     let failed: Vec<(PathBuf, String)> = source
@@ -111,11 +97,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         report.print(&mut out)?;
     }
     tracing::debug!(?stats, "scan finished");
-    anyhow::ensure!(
-        report.failed.is_empty(),
-        "{} files could not be scanned",
-        report.failed.len()
-    );
+    anyhow::ensure!(report.failed.is_empty(), "{} files could not be scanned", report.failed.len());
     Ok(())
 }
 
@@ -158,16 +140,9 @@ struct ScanReport {
 
 impl ScanReport {
     fn new(records: Vec<ImageRecord>, tolerance: f64, failed: Vec<(PathBuf, String)>) -> Self {
-        let names: BTreeMap<&ImageHash, Vec<String>> = records
-            .iter()
-            .map(|r| (&r.hash, r.names.iter().cloned().collect()))
-            .collect();
-        let first_name = |h: &ImageHash| {
-            names
-                .get(h)
-                .and_then(|n| n.first().cloned())
-                .unwrap_or_default()
-        };
+        let names: BTreeMap<&ImageHash, Vec<String>> =
+            records.iter().map(|r| (&r.hash, r.names.iter().cloned().collect())).collect();
+        let first_name = |h: &ImageHash| names.get(h).and_then(|n| n.first().cloned()).unwrap_or_default();
         let mut images: Vec<ImageLine> = records
             .iter()
             .map(|r| ImageLine {
@@ -189,61 +164,28 @@ impl ScanReport {
         images.sort_by(|a, b| a.names.cmp(&b.names));
         let faces: Vec<_> = records
             .iter()
-            .flat_map(|r| {
-                r.faces.iter().enumerate().map(|(i, e)| {
-                    (
-                        FaceRef {
-                            hash: r.hash.clone(),
-                            face: i,
-                        },
-                        *e,
-                    )
-                })
-            })
+            .flat_map(|r| r.faces.iter().enumerate().map(|(i, e)| (FaceRef { hash: r.hash.clone(), face: i }, *e)))
             .collect();
         let people = group(&faces, tolerance)
             .into_iter()
             .map(|g| {
                 let mut faces: Vec<PersonFace> = g
                     .into_iter()
-                    .map(|f| PersonFace {
-                        name: first_name(&f.hash),
-                        hash: f.hash,
-                        face: f.face,
-                    })
+                    .map(|f| PersonFace { name: first_name(&f.hash), hash: f.hash, face: f.face })
                     .collect();
                 faces.sort_by(|a, b| a.name.cmp(&b.name));
                 faces
             })
             .collect();
-        let failed = failed
-            .into_iter()
-            .map(|(p, reason)| FailedLine {
-                path: p.display().to_string(),
-                reason,
-            })
-            .collect();
-        Self {
-            tolerance,
-            images,
-            people,
-            failed,
-        }
+        let failed =
+            failed.into_iter().map(|(p, reason)| FailedLine { path: p.display().to_string(), reason }).collect();
+        Self { tolerance, images, people, failed }
     }
 
     fn print(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        writeln!(
-            out,
-            "Images ({}), tolerance {}:",
-            self.images.len(),
-            self.tolerance
-        )?;
+        writeln!(out, "Images ({}), tolerance {}:", self.images.len(), self.tolerance)?;
         for image in &self.images {
-            let name = image
-                .names
-                .first()
-                .map(|n| escape(n).into_owned())
-                .unwrap_or_default();
+            let name = image.names.first().map(|n| escape(n).into_owned()).unwrap_or_default();
             let faces = match image.faces {
                 1 => "1 face".to_owned(),
                 n => format!("{n} faces"),
@@ -257,10 +199,7 @@ impl ScanReport {
                     .map(|m| {
                         format!(
                             "{} ({:.3})",
-                            m.names
-                                .first()
-                                .map(|n| escape(n).into_owned())
-                                .unwrap_or_default(),
+                            m.names.first().map(|n| escape(n).into_owned()).unwrap_or_default(),
                             m.distance
                         )
                     })

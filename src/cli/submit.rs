@@ -40,13 +40,9 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("RabbitMQ at {}: {e}", redacted(&settings.url)))?;
     // Declared here too: with no worker started yet, an undeclared queue would drop images.
-    declare_work(&conn, &settings)
-        .await
-        .context("declaring the queues")?;
+    declare_work(&conn, &settings).await.context("declaring the queues")?;
     let channel = conn.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
     let mut sent = 0usize;
     for input in &args.inputs {
         for (name, image) in images(input)? {
@@ -62,30 +58,17 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
                     "name": name,
                     "image": base64::engine::general_purpose::STANDARD.encode(&image),
                 });
-                (
-                    body.to_string().into_bytes(),
-                    BasicProperties::default().with_content_type("application/json".into()),
-                )
+                (body.to_string().into_bytes(), BasicProperties::default().with_content_type("application/json".into()))
             };
-            publish_confirmed(
-                &channel,
-                &settings.exchange,
-                &settings.routing_key,
-                &body,
-                properties,
-                true,
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("publishing {name}: {e}"))?;
+            publish_confirmed(&channel, &settings.exchange, &settings.routing_key, &body, properties, true)
+                .await
+                .map_err(|e| anyhow::anyhow!("publishing {name}: {e}"))?;
             println!("{hash}  {name}");
             sent += 1;
         }
     }
     let _ = conn.close(200, "done".into()).await;
-    eprintln!(
-        "published {sent} images to exchange {:?} (key {:?})",
-        settings.exchange, settings.routing_key
-    );
+    eprintln!("published {sent} images to exchange {:?} (key {:?})", settings.exchange, settings.routing_key);
     Ok(())
 }
 
@@ -111,30 +94,16 @@ fn images(input: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         files.sort();
         return files
             .into_iter()
-            .map(|f| {
-                Ok((
-                    f.display().to_string(),
-                    std::fs::read(&f).with_context(|| f.display().to_string())?,
-                ))
-            })
+            .map(|f| Ok((f.display().to_string(), std::fs::read(&f).with_context(|| f.display().to_string())?)))
             .collect();
     }
-    Ok(vec![(
-        input.to_owned(),
-        std::fs::read(path).with_context(|| format!("reading {input}"))?,
-    )])
+    Ok(vec![(input.to_owned(), std::fs::read(path).with_context(|| format!("reading {input}"))?)])
 }
 
 fn download(url: &str) -> anyhow::Result<Vec<u8>> {
-    let response = ureq::get(url)
-        .call()
-        .with_context(|| format!("downloading {url}"))?;
+    let response = ureq::get(url).call().with_context(|| format!("downloading {url}"))?;
     let mut bytes = Vec::new();
-    response
-        .into_body()
-        .into_reader()
-        .take(MAX_DOWNLOAD + 1)
-        .read_to_end(&mut bytes)?;
+    response.into_body().into_reader().take(MAX_DOWNLOAD + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_DOWNLOAD {
         bail!("{url} is larger than {MAX_DOWNLOAD} bytes");
     }

@@ -103,17 +103,10 @@ pub(super) fn decode_rgb(data: &[u8], width: u32, height: u32) -> Result<Vec<u8>
     match status {
         0 => Ok(out),
         3 => Err(JpegError::Unsupported),
-        2 => Err(JpegError::Invalid(
-            "decoded size differs from the header".into(),
-        )),
+        2 => Err(JpegError::Invalid("decoded size differs from the header".into())),
         _ => {
-            let end = message
-                .iter()
-                .position(|b| *b == 0)
-                .unwrap_or(message.len());
-            Err(JpegError::Invalid(
-                String::from_utf8_lossy(&message[..end]).into_owned(),
-            ))
+            let end = message.iter().position(|b| *b == 0).unwrap_or(message.len());
+            Err(JpegError::Invalid(String::from_utf8_lossy(&message[..end]).into_owned()))
         }
     }
 }

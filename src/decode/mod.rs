@@ -26,11 +26,7 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self {
-            max_bytes: 48 << 20,
-            max_pixels: 40_000_000,
-            apply_exif_orientation: true,
-        }
+        Self { max_bytes: 48 << 20, max_pixels: 40_000_000, apply_exif_orientation: true }
     }
 }
 
@@ -45,13 +41,8 @@ pub struct RgbPixels {
     pub data: Vec<u8>,
 }
 
-const FORMATS: &[ImageFormat] = &[
-    ImageFormat::Jpeg,
-    ImageFormat::Png,
-    ImageFormat::Gif,
-    ImageFormat::Bmp,
-    ImageFormat::WebP,
-];
+const FORMATS: &[ImageFormat] =
+    &[ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Gif, ImageFormat::Bmp, ImageFormat::WebP];
 
 /// Decodes an image file.
 ///
@@ -90,15 +81,9 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbPixels, EncodeEr
         )));
     }
     if pixels == 0 {
-        return Err(EncodeError::NotAnImage(format!(
-            "{format:?} image has no pixels"
-        )));
+        return Err(EncodeError::NotAnImage(format!("{format:?} image has no pixels")));
     }
-    let orientation = if limits.apply_exif_orientation {
-        decoder.orientation().ok()
-    } else {
-        None
-    };
+    let orientation = if limits.apply_exif_orientation { decoder.orientation().ok() } else { None };
     let mut image = match pixels_from_libjpeg(format, bytes, width, height)? {
         Some(image) => image,
         None => DynamicImage::from_decoder(decoder).map_err(|e| not_an_image(format, e))?,
@@ -107,11 +92,7 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbPixels, EncodeEr
         image.apply_orientation(orientation);
     }
     let rgb = image.into_rgb8();
-    Ok(RgbPixels {
-        width: rgb.width(),
-        height: rgb.height(),
-        data: rgb.into_raw(),
-    })
+    Ok(RgbPixels { width: rgb.width(), height: rgb.height(), data: rgb.into_raw() })
 }
 
 /// JPEG pixels from libjpeg-turbo, when built with it; `None` means "use the image crate".
@@ -128,19 +109,12 @@ fn pixels_from_libjpeg(
     match libjpeg::decode_rgb(bytes, width, height) {
         Ok(data) => Ok(image::RgbImage::from_raw(width, height, data).map(DynamicImage::ImageRgb8)),
         Err(libjpeg::JpegError::Unsupported) => Ok(None),
-        Err(libjpeg::JpegError::Invalid(reason)) => {
-            Err(EncodeError::NotAnImage(format!("Jpeg: {reason}")))
-        }
+        Err(libjpeg::JpegError::Invalid(reason)) => Err(EncodeError::NotAnImage(format!("Jpeg: {reason}"))),
     }
 }
 
 #[cfg(not(feature = "dlib"))]
-fn pixels_from_libjpeg(
-    _: ImageFormat,
-    _: &[u8],
-    _: u32,
-    _: u32,
-) -> Result<Option<DynamicImage>, EncodeError> {
+fn pixels_from_libjpeg(_: ImageFormat, _: &[u8], _: u32, _: u32) -> Result<Option<DynamicImage>, EncodeError> {
     Ok(None)
 }
 
@@ -150,10 +124,7 @@ fn not_an_image(format: ImageFormat, e: image::ImageError) -> EncodeError {
 
 fn unknown_format(bytes: &[u8]) -> String {
     let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "unknown format (first bytes {}); JPEG, PNG, GIF, BMP and WebP are supported",
-        head.join(" ")
-    )
+    format!("unknown format (first bytes {}); JPEG, PNG, GIF, BMP and WebP are supported", head.join(" "))
 }
 
 #[cfg(test)]
@@ -163,31 +134,21 @@ mod tests {
 
     fn png(image: &DynamicImage) -> Vec<u8> {
         let mut out = Vec::new();
-        image
-            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
-            .unwrap();
+        image.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
         out
     }
 
     #[test]
     fn alpha_is_dropped_not_composited() {
         let img = RgbaImage::from_pixel(3, 2, Rgba([10, 20, 30, 0]));
-        let px = decode(
-            &png(&DynamicImage::ImageRgba8(img)),
-            &DecodeLimits::default(),
-        )
-        .unwrap();
+        let px = decode(&png(&DynamicImage::ImageRgba8(img)), &DecodeLimits::default()).unwrap();
         assert_eq!((px.width, px.height), (3, 2));
         assert_eq!(&px.data[..3], &[10, 20, 30]);
     }
 
     #[test]
     fn sixteen_bit_and_gray_become_rgb8() {
-        let gray = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
-            2,
-            2,
-            image::Luma([65535u16]),
-        ));
+        let gray = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(2, 2, image::Luma([65535u16])));
         let px = decode(&png(&gray), &DecodeLimits::default()).unwrap();
         assert_eq!(px.data, vec![255; 12]);
     }
@@ -207,39 +168,21 @@ mod tests {
         let err = decode(&bytes, &DecodeLimits::default()).unwrap_err();
         assert!(matches!(err, EncodeError::OverLimit(_)), "{err}");
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(100, 100, Rgb([1, 2, 3])));
-        let limits = DecodeLimits {
-            max_pixels: 9_999,
-            ..DecodeLimits::default()
-        };
-        assert!(matches!(
-            decode(&png(&img), &limits),
-            Err(EncodeError::OverLimit(_))
-        ));
+        let limits = DecodeLimits { max_pixels: 9_999, ..DecodeLimits::default() };
+        assert!(matches!(decode(&png(&img), &limits), Err(EncodeError::OverLimit(_))));
     }
 
     #[test]
     fn garbage_and_truncated_files_are_not_images() {
-        assert!(matches!(
-            decode(b"hello world", &DecodeLimits::default()),
-            Err(EncodeError::NotAnImage(_))
-        ));
+        assert!(matches!(decode(b"hello world", &DecodeLimits::default()), Err(EncodeError::NotAnImage(_))));
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 64, Rgb([9, 9, 9])));
         let bytes = png(&img);
-        assert!(matches!(
-            decode(&bytes[..bytes.len() / 2], &DecodeLimits::default()),
-            Err(EncodeError::NotAnImage(_))
-        ));
+        assert!(matches!(decode(&bytes[..bytes.len() / 2], &DecodeLimits::default()), Err(EncodeError::NotAnImage(_))));
     }
 
     #[test]
     fn byte_limit() {
-        let limits = DecodeLimits {
-            max_bytes: 4,
-            ..DecodeLimits::default()
-        };
-        assert!(matches!(
-            decode(b"12345", &limits),
-            Err(EncodeError::OverLimit(_))
-        ));
+        let limits = DecodeLimits { max_bytes: 4, ..DecodeLimits::default() };
+        assert!(matches!(decode(b"12345", &limits), Err(EncodeError::OverLimit(_))));
     }
 }

@@ -22,53 +22,18 @@ fn write(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
 async fn every_supported_format_finds_the_face() {
     let obama = decoded("obama.jpg");
     let variants = [
-        (
-            "png 16-bit",
-            write(
-                &DynamicImage::ImageRgb16(obama.to_rgb16()),
-                ImageFormat::Png,
-            ),
-        ),
-        (
-            "png gray",
-            write(
-                &DynamicImage::ImageLuma8(obama.to_luma8()),
-                ImageFormat::Png,
-            ),
-        ),
+        ("png 16-bit", write(&DynamicImage::ImageRgb16(obama.to_rgb16()), ImageFormat::Png)),
+        ("png gray", write(&DynamicImage::ImageLuma8(obama.to_luma8()), ImageFormat::Png)),
         ("bmp", write(&obama, ImageFormat::Bmp)),
-        (
-            "webp",
-            write(
-                &DynamicImage::ImageRgba8(obama.to_rgba8()),
-                ImageFormat::WebP,
-            ),
-        ),
-        (
-            "gif",
-            write(
-                &DynamicImage::ImageRgba8(obama.to_rgba8()),
-                ImageFormat::Gif,
-            ),
-        ),
-        (
-            "jpeg gray",
-            write(
-                &DynamicImage::ImageLuma8(obama.to_luma8()),
-                ImageFormat::Jpeg,
-            ),
-        ),
+        ("webp", write(&DynamicImage::ImageRgba8(obama.to_rgba8()), ImageFormat::WebP)),
+        ("gif", write(&DynamicImage::ImageRgba8(obama.to_rgba8()), ImageFormat::Gif)),
+        ("jpeg gray", write(&DynamicImage::ImageLuma8(obama.to_luma8()), ImageFormat::Jpeg)),
     ];
     for (what, bytes) in variants {
-        let found = encode(&bytes)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let found = encode(&bytes).await.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(found.faces.len(), 1, "{what}");
         let b = found.faces[0].bbox;
-        assert!(
-            (b.top - 142).abs() <= 12 && (b.left - 349).abs() <= 12,
-            "{what}: {b:?}"
-        );
+        assert!((b.top - 142).abs() <= 12 && (b.left - 349).abs() <= 12, "{what}: {b:?}");
     }
 }
 
@@ -87,53 +52,27 @@ async fn exif_orientation_is_applied_unless_turned_off() {
     let mut bytes = Vec::new();
     let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
     encoder.set_exif_metadata(exif_orientation(6)).unwrap();
-    encoder
-        .write_image(
-            &turned,
-            turned.width(),
-            turned.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .unwrap();
+    encoder.write_image(&turned, turned.width(), turned.height(), image::ExtendedColorType::Rgb8).unwrap();
 
     let upright = encode(&bytes).await.unwrap();
-    assert_eq!(
-        (upright.width, upright.height),
-        (910, 1137),
-        "width and height after orientation"
-    );
+    assert_eq!((upright.width, upright.height), (910, 1137), "width and height after orientation");
     assert_eq!(upright.faces.len(), 1);
 
     let raw = DlibEncoder::start(EncoderSettings {
         threads: 1,
-        decode: DecodeLimits {
-            apply_exif_orientation: false,
-            ..DecodeLimits::default()
-        },
+        decode: DecodeLimits { apply_exif_orientation: false, ..DecodeLimits::default() },
         ..EncoderSettings::default()
     })
     .unwrap();
-    let sideways = raw
-        .encode(&ImageHash::of_bytes(&bytes), &bytes)
-        .await
-        .unwrap();
+    let sideways = raw.encode(&ImageHash::of_bytes(&bytes), &bytes).await.unwrap();
     assert_eq!((sideways.width, sideways.height), (1137, 910));
-    assert!(
-        sideways.faces.is_empty(),
-        "the HOG detector finds no sideways face"
-    );
+    assert!(sideways.faces.is_empty(), "the HOG detector finds no sideways face");
 }
 
 #[tokio::test]
 async fn a_group_photo_gives_one_face_per_person_each_matching_its_portrait() {
-    let (obama, biden) = (
-        decoded("obama.jpg").to_rgb8(),
-        decoded("biden.jpg").to_rgb8(),
-    );
-    let mut group = image::RgbImage::new(
-        obama.width() + biden.width(),
-        obama.height().max(biden.height()),
-    );
+    let (obama, biden) = (decoded("obama.jpg").to_rgb8(), decoded("biden.jpg").to_rgb8());
+    let mut group = image::RgbImage::new(obama.width() + biden.width(), obama.height().max(biden.height()));
     image::imageops::replace(&mut group, &obama, 0, 0);
     image::imageops::replace(&mut group, &biden, i64::from(obama.width()), 0);
     let bytes = write(&DynamicImage::ImageRgb8(group), ImageFormat::Png);
@@ -179,25 +118,13 @@ async fn truncated_garbage_and_oversized_images_are_refused_with_reasons() {
         other => panic!("truncated JPEG: {other:?}"),
     }
     let garbage = encode(b"\x00\x01 random bytes").await;
-    assert!(
-        matches!(&garbage, Err(EncodeError::NotAnImage(r)) if r.contains("unknown format")),
-        "{garbage:?}"
-    );
+    assert!(matches!(&garbage, Err(EncodeError::NotAnImage(r)) if r.contains("unknown format")), "{garbage:?}");
     // A GIF header whose size fields are text: read as a 28192x29807 image, refused by size.
     let fake_gif = encode(b"GIF89a not really").await;
-    assert!(
-        matches!(
-            fake_gif,
-            Err(EncodeError::OverLimit(_) | EncodeError::NotAnImage(_))
-        ),
-        "{fake_gif:?}"
-    );
+    assert!(matches!(fake_gif, Err(EncodeError::OverLimit(_) | EncodeError::NotAnImage(_))), "{fake_gif:?}");
     let small = DlibEncoder::start(EncoderSettings {
         threads: 1,
-        decode: DecodeLimits {
-            max_pixels: 1_000_000,
-            ..DecodeLimits::default()
-        },
+        decode: DecodeLimits { max_pixels: 1_000_000, ..DecodeLimits::default() },
         ..EncoderSettings::default()
     })
     .unwrap();
@@ -209,9 +136,6 @@ async fn truncated_garbage_and_oversized_images_are_refused_with_reasons() {
 
 #[tokio::test]
 async fn a_tiny_image_has_no_face() {
-    let one = write(
-        &DynamicImage::ImageRgb8(image::RgbImage::new(1, 1)),
-        ImageFormat::Png,
-    );
+    let one = write(&DynamicImage::ImageRgb8(image::RgbImage::new(1, 1)), ImageFormat::Png);
     assert!(encode(&one).await.unwrap().faces.is_empty());
 }

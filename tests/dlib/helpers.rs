@@ -9,17 +9,11 @@ use std::sync::OnceLock;
 
 /// The folder with face_recognition's test images (`FACEREC_IMAGES`, or the setup cache).
 pub fn images_dir() -> PathBuf {
-    let dir = std::env::var_os("FACEREC_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME");
-            PathBuf::from(home).join(".cache/facerec/images")
-        });
-    assert!(
-        dir.join("obama.jpg").is_file(),
-        "sample images missing in {}: run scripts/setup.sh",
-        dir.display()
-    );
+    let dir = std::env::var_os("FACEREC_IMAGES").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").expect("HOME");
+        PathBuf::from(home).join(".cache/facerec/images")
+    });
+    assert!(dir.join("obama.jpg").is_file(), "sample images missing in {}: run scripts/setup.sh", dir.display());
     dir
 }
 
@@ -32,11 +26,8 @@ pub fn image(file: &str) -> Vec<u8> {
 pub fn encoder() -> &'static DlibEncoder {
     static ENCODER: OnceLock<DlibEncoder> = OnceLock::new();
     ENCODER.get_or_init(|| {
-        DlibEncoder::start(EncoderSettings {
-            threads: 2,
-            ..EncoderSettings::default()
-        })
-        .expect("models: run scripts/setup.sh")
+        DlibEncoder::start(EncoderSettings { threads: 2, ..EncoderSettings::default() })
+            .expect("models: run scripts/setup.sh")
     })
 }
 
@@ -47,7 +38,5 @@ pub async fn encode(bytes: &[u8]) -> Result<EncodedImage, EncodeError> {
 
 /// Encodes a sample image; it must decode.
 pub async fn encode_file(file: &str) -> EncodedImage {
-    encode(&image(file))
-        .await
-        .unwrap_or_else(|e| panic!("{file}: {e}"))
+    encode(&image(file)).await.unwrap_or_else(|e| panic!("{file}: {e}"))
 }

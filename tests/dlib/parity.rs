@@ -22,8 +22,7 @@ const FILES: [&str; 7] = [
 fn python_reference(upsample: u32) -> Vec<Value> {
     let python = std::env::var("FACEREC_PYTHON")
         .expect("FACEREC_PYTHON must point at the venv made by scripts/python-env.sh (scripts/test.sh sets it)");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scripts/face_recognition_reference.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/face_recognition_reference.py");
     let paths: Vec<_> = FILES.iter().map(|f| images_dir().join(f)).collect();
     let out = Command::new(python)
         .arg(script)
@@ -32,16 +31,8 @@ fn python_reference(upsample: u32) -> Vec<Value> {
         .args(&paths)
         .output()
         .expect("running the Python reference");
-    assert!(
-        out.status.success(),
-        "reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    assert!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn assert_same(file: &str, ours: &facerec::face::EncodedImage, theirs: &Value) -> f64 {
@@ -49,18 +40,8 @@ fn assert_same(file: &str, ours: &facerec::face::EncodedImage, theirs: &Value) -
     assert_eq!(ours.faces.len(), faces.len(), "{file}: face count");
     let mut worst = 0f64;
     for (a, b) in ours.faces.iter().zip(faces) {
-        let theirs_box = (
-            b["top"].as_i64(),
-            b["right"].as_i64(),
-            b["bottom"].as_i64(),
-            b["left"].as_i64(),
-        );
-        let ours_box = (
-            Some(a.bbox.top),
-            Some(a.bbox.right),
-            Some(a.bbox.bottom),
-            Some(a.bbox.left),
-        );
+        let theirs_box = (b["top"].as_i64(), b["right"].as_i64(), b["bottom"].as_i64(), b["left"].as_i64());
+        let ours_box = (Some(a.bbox.top), Some(a.bbox.right), Some(a.bbox.bottom), Some(a.bbox.left));
         assert_eq!(ours_box, theirs_box, "{file}: box");
         for (x, y) in a.encoding.0.iter().zip(b["encoding"].as_array().unwrap()) {
             worst = worst.max((x - y.as_f64().unwrap()).abs());
@@ -84,18 +65,11 @@ async fn encodings_match_python_face_recognition_default_settings() {
 #[tokio::test]
 async fn encodings_match_python_without_upsampling() {
     let reference = python_reference(0);
-    let encoder = DlibEncoder::start(EncoderSettings {
-        upsample: 0,
-        threads: 1,
-        ..EncoderSettings::default()
-    })
-    .unwrap();
+    let encoder =
+        DlibEncoder::start(EncoderSettings { upsample: 0, threads: 1, ..EncoderSettings::default() }).unwrap();
     for (file, theirs) in FILES.iter().zip(&reference) {
         let bytes = std::fs::read(images_dir().join(file)).unwrap();
-        let ours = encoder
-            .encode(&ImageHash::of_bytes(&bytes), &bytes)
-            .await
-            .unwrap();
+        let ours = encoder.encode(&ImageHash::of_bytes(&bytes), &bytes).await.unwrap();
         assert_same(file, &ours, theirs);
     }
 }

@@ -13,26 +13,15 @@ async fn known_hash_is_not_encoded_again_and_gains_the_name() {
     h.run().await;
 
     let obama = hash_of("obama.jpg");
-    assert_eq!(
-        h.encoder.calls(),
-        vec![obama.clone()],
-        "encoded exactly once"
-    );
+    assert_eq!(h.encoder.calls(), vec![obama.clone()], "encoded exactly once");
     let record = h.index.image(&obama).await.unwrap().unwrap();
     assert_eq!(
         record.names,
-        BTreeSet::from([
-            "photos/obama.jpg".to_string(),
-            "https://example.org/obama-copy.jpg".to_string()
-        ])
+        BTreeSet::from(["photos/obama.jpg".to_string(), "https://example.org/obama-copy.jpg".to_string()])
     );
     assert_eq!(record.faces.len(), 1);
     for name in ["photos/obama.jpg", "https://example.org/obama-copy.jpg"] {
-        assert_eq!(
-            h.index.hash_of(name).await.unwrap(),
-            Some(obama.clone()),
-            "name -> hash for {name}"
-        );
+        assert_eq!(h.index.hash_of(name).await.unwrap(), Some(obama.clone()), "name -> hash for {name}");
     }
     assert_eq!(h.source.acked(), 2);
 }

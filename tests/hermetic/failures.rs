@@ -17,25 +17,13 @@ async fn every_ack_follows_the_durable_write_of_its_image() {
     h.push("obama.jpg", "c"); // known by then or racing: either way acked after a write
     h.run().await;
     let events = h.timeline.events();
-    let acks: Vec<usize> = events
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.starts_with("settle Ack"))
-        .map(|(i, _)| i)
-        .collect();
-    let writes: Vec<usize> = events
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.contains(" ok "))
-        .map(|(i, _)| i)
-        .collect();
+    let acks: Vec<usize> =
+        events.iter().enumerate().filter(|(_, e)| e.starts_with("settle Ack")).map(|(i, _)| i).collect();
+    let writes: Vec<usize> = events.iter().enumerate().filter(|(_, e)| e.contains(" ok ")).map(|(i, _)| i).collect();
     assert_eq!(acks.len(), 3, "{events:#?}");
     // Each ack is preceded by at least as many successful writes as acks so far.
     for (n, ack) in acks.iter().enumerate() {
-        assert!(
-            writes.iter().filter(|w| *w < ack).count() > n,
-            "ack #{n} before its write: {events:#?}"
-        );
+        assert!(writes.iter().filter(|w| *w < ack).count() > n, "ack #{n} before its write: {events:#?}");
     }
 }
 
@@ -44,16 +32,11 @@ async fn an_index_failure_requeues_then_succeeds_and_is_never_acked_early() {
     let mut h = Harness::new();
     h.options.concurrency = 1;
     h.push("obama.jpg", "a");
-    h.index.fail_next(
-        Method::AddImage,
-        [IndexError::Unavailable("connection reset".into())],
-    );
+    h.index.fail_next(Method::AddImage, [IndexError::Unavailable("connection reset".into())]);
     h.run().await;
 
     let settlements: Vec<Settlement> = h.source.settlements().into_iter().map(|(_, s)| s).collect();
-    assert!(
-        matches!(&settlements[0], Settlement::Requeue { reason } if reason.contains("connection reset"))
-    );
+    assert!(matches!(&settlements[0], Settlement::Requeue { reason } if reason.contains("connection reset")));
     assert_eq!(settlements[1], Settlement::Ack);
     assert_eq!(settlements.len(), 2);
     assert!(h.index.is_known(&hash_of("obama.jpg")).await.unwrap());
@@ -64,8 +47,7 @@ async fn a_server_down_longer_than_the_budget_dead_letters_after_max_attempts() 
     let mut h = Harness::new();
     h.settings.max_attempts = 3;
     h.push("obama.jpg", "a");
-    h.index
-        .go_down(IndexError::Unavailable("redis down".into()));
+    h.index.go_down(IndexError::Unavailable("redis down".into()));
     h.run().await;
     let settlements: Vec<Settlement> = h.source.settlements().into_iter().map(|(_, s)| s).collect();
     assert_eq!(settlements.len(), 3);
@@ -73,10 +55,7 @@ async fn a_server_down_longer_than_the_budget_dead_letters_after_max_attempts() 
     assert!(matches!(settlements[1], Settlement::Requeue { .. }));
     match &settlements[2] {
         Settlement::DeadLetter { reason } => {
-            assert!(
-                reason.contains("gave up after 3 attempts") && reason.contains("redis down"),
-                "{reason}"
-            )
+            assert!(reason.contains("gave up after 3 attempts") && reason.contains("redis down"), "{reason}")
         }
         other => panic!("expected a dead letter, got {other:?}"),
     }
@@ -87,53 +66,23 @@ async fn a_server_down_longer_than_the_budget_dead_letters_after_max_attempts() 
 async fn poison_messages_are_dead_lettered_with_their_reason_and_the_rest_goes_on() {
     let h = Harness::new();
     let not_an_image = ImageHash::parse("not-an-image").unwrap();
-    h.encoder.set(
-        &not_an_image,
-        Err(EncodeError::NotAnImage(
-            "unknown format (first bytes 68 65 6c 6c)".into(),
-        )),
-    );
+    h.encoder.set(&not_an_image, Err(EncodeError::NotAnImage("unknown format (first bytes 68 65 6c 6c)".into())));
     let too_big = ImageHash::parse("too-big").unwrap();
-    h.encoder.set(
-        &too_big,
-        Err(EncodeError::OverLimit("image is 60000x60000 pixels".into())),
-    );
+    h.encoder.set(&too_big, Err(EncodeError::OverLimit("image is 60000x60000 pixels".into())));
     h.source.push(b"{not json".to_vec());
     h.source.push(br#"{"hash": "x", "image": "aGk="}"#.to_vec());
-    h.source
-        .push(br#"{"hash": "x", "name": "n", "image": 12}"#.to_vec());
+    h.source.push(br#"{"hash": "x", "name": "n", "image": 12}"#.to_vec());
     h.source.push(message(&not_an_image, "hello.txt"));
     h.source.push(message(&too_big, "bomb.png"));
     h.push("obama.jpg", "fine.jpg");
     h.run().await;
 
-    let reasons: Vec<String> = h
-        .source
-        .dead_letters()
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect();
+    let reasons: Vec<String> = h.source.dead_letters().into_iter().map(|(_, r)| r).collect();
     assert_eq!(reasons.len(), 5, "{reasons:#?}");
-    assert!(
-        reasons[0].starts_with("bad message: body is not valid JSON"),
-        "{}",
-        reasons[0]
-    );
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r == "bad message: JSON body has no `name` field")
-    );
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r.contains("`image` must be a base64 string"))
-    );
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r.starts_with("not a decodable image: unknown format"))
-    );
+    assert!(reasons[0].starts_with("bad message: body is not valid JSON"), "{}", reasons[0]);
+    assert!(reasons.iter().any(|r| r == "bad message: JSON body has no `name` field"));
+    assert!(reasons.iter().any(|r| r.contains("`image` must be a base64 string")));
+    assert!(reasons.iter().any(|r| r.starts_with("not a decodable image: unknown format")));
     assert!(reasons.iter().any(|r| r.starts_with("image over limit")));
     assert_eq!(h.source.acked(), 1);
     assert!(!h.index.is_known(&not_an_image).await.unwrap());
@@ -144,17 +93,12 @@ async fn a_transient_encoder_failure_requeues() {
     let mut h = Harness::new();
     h.options.concurrency = 1;
     let flaky = ImageHash::parse("flaky").unwrap();
-    h.encoder.set(
-        &flaky,
-        Err(EncodeError::Unavailable("encoder restarting".into())),
-    );
+    h.encoder.set(&flaky, Err(EncodeError::Unavailable("encoder restarting".into())));
     h.source.push(message(&flaky, "x.jpg"));
     h.settings.max_attempts = 2;
     h.run().await;
     let s: Vec<Settlement> = h.source.settlements().into_iter().map(|(_, s)| s).collect();
-    assert!(
-        matches!(&s[0], Settlement::Requeue { reason } if reason.contains("encoder restarting"))
-    );
+    assert!(matches!(&s[0], Settlement::Requeue { reason } if reason.contains("encoder restarting")));
     assert!(matches!(&s[1], Settlement::DeadLetter { .. }));
 }
 
@@ -174,12 +118,7 @@ async fn a_lost_ack_redelivers_and_reprocessing_gives_the_same_state() {
 }
 
 fn delivery(body: Vec<u8>, attempt: u32) -> Delivery {
-    Delivery {
-        id: DeliveryId(1),
-        body,
-        headers: BTreeMap::new(),
-        attempt,
-    }
+    Delivery { id: DeliveryId(1), body, headers: BTreeMap::new(), attempt }
 }
 
 #[tokio::test]
@@ -188,16 +127,12 @@ async fn a_rejected_write_dead_letters_and_a_known_hash_is_never_re_added() {
     let hash = hash_of("obama.jpg");
     let mut index = MockIndex::new();
     index.expect_is_known().times(1).returning(|_| Ok(false));
-    index.expect_add_image().times(1).returning(|_, _| {
-        Err(IndexError::Rejected(
-            "WRONGTYPE db3 key holds a string".into(),
-        ))
-    });
-    let mut encoder = MockEncoder::new();
-    encoder
-        .expect_encode()
+    index
+        .expect_add_image()
         .times(1)
-        .returning(|_, _| Ok(crate::helpers::encoded("obama.jpg")));
+        .returning(|_, _| Err(IndexError::Rejected("WRONGTYPE db3 key holds a string".into())));
+    let mut encoder = MockEncoder::new();
+    encoder.expect_encode().times(1).returning(|_, _| Ok(crate::helpers::encoded("obama.jpg")));
     encoder.expect_fingerprint().return_const("mock".to_owned());
     let mut logs = MockLogs::new();
     logs.expect_publish().returning(|_, _| ());

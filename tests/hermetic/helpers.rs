@@ -21,39 +21,27 @@ pub const HOST: &str = "test-host";
 pub fn recording() -> &'static Recording {
     static RECORDING: OnceLock<Recording> = OnceLock::new();
     RECORDING.get_or_init(|| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/encodings/face_recognition_test_images.json");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/encodings/face_recognition_test_images.json");
         Recording::load(&path).expect("recorded encodings")
     })
 }
 
 /// Hash of a recorded test image, by file name (`"obama.jpg"`).
 pub fn hash_of(file: &str) -> ImageHash {
-    recording()
-        .by_name(file)
-        .unwrap_or_else(|| panic!("{file} not recorded"))
-        .hash
-        .clone()
+    recording().by_name(file).unwrap_or_else(|| panic!("{file} not recorded")).hash.clone()
 }
 
 /// What the encoder found in a recorded test image.
 pub fn encoded(file: &str) -> EncodedImage {
     let r = recording().by_name(file).unwrap();
-    EncodedImage {
-        width: r.width,
-        height: r.height,
-        faces: r.faces.clone(),
-        times: Default::default(),
-    }
+    EncodedImage { width: r.width, height: r.height, faces: r.faces.clone(), times: Default::default() }
 }
 
 /// A seed-style JSON message. The image bytes are a stand-in: encoders in these tests
 /// answer by hash, and the real images are not part of the repository.
 pub fn message(hash: &ImageHash, name: &str) -> Vec<u8> {
     let image = base64::engine::general_purpose::STANDARD.encode(format!("stand-in for {hash}"));
-    serde_json::json!({ "hash": hash.as_str(), "name": name, "image": image })
-        .to_string()
-        .into_bytes()
+    serde_json::json!({ "hash": hash.as_str(), "name": name, "image": image }).to_string().into_bytes()
 }
 
 /// Everything a test needs, wired like production but over fakes.
@@ -108,7 +96,7 @@ impl Harness {
             Arc::new(self.source.clone()),
             self.options.clone(),
             CancellationToken::new(),
-            Arc::new(|_| {}),
+            runner::ignore(),
         )
         .await
         .expect("run");

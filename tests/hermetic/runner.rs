@@ -16,31 +16,19 @@ use tokio_util::sync::CancellationToken;
 async fn shutdown_finishes_and_settles_what_is_in_flight_and_takes_nothing_more() {
     let h = Harness::new();
     let (encoder, gate) = h.encoder.clone().gated();
-    for (file, name) in [
-        ("obama.jpg", "1"),
-        ("biden.jpg", "2"),
-        ("obama2.jpg", "3"),
-        ("obama3.jpg", "4"),
-    ] {
+    for (file, name) in [("obama.jpg", "1"), ("biden.jpg", "2"), ("obama2.jpg", "3"), ("obama3.jpg", "4")] {
         h.push(file, name);
     }
-    let orchestrator = Arc::new(Orchestrator::new(
-        encoder.clone(),
-        h.index.clone(),
-        h.logs.clone(),
-        h.settings.clone(),
-    ));
+    let orchestrator =
+        Arc::new(Orchestrator::new(encoder.clone(), h.index.clone(), h.logs.clone(), h.settings.clone()));
     let shutdown = CancellationToken::new();
-    let options = RunOptions {
-        concurrency: 2,
-        ..h.options.clone()
-    };
+    let options = RunOptions { concurrency: 2, ..h.options.clone() };
     let run = tokio::spawn(runner::run(
         orchestrator,
         Arc::new(h.source.clone()),
         options,
         shutdown.clone(),
-        Arc::new(|_| {}),
+        runner::ignore(),
     ));
     // Wait until two images are inside the encoder, then ask to stop.
     while encoder.calls().len() < 2 {
@@ -75,32 +63,15 @@ async fn a_panic_is_a_failed_attempt_bounded_by_max_attempts_never_left_unsettle
     let mut settings = Settings::for_host("h");
     settings.max_attempts = 2;
     let index = facerec::adapters::embedded_index::EmbeddedIndex::in_memory();
-    let orchestrator = Arc::new(Orchestrator::new(
-        encoder,
-        index,
-        RecordingLogs::new(),
-        settings,
-    ));
-    let options = RunOptions {
-        concurrency: 1,
-        retry_base: Duration::from_millis(1),
-        retry_max: Duration::from_millis(1),
-    };
-    runner::run(
-        orchestrator,
-        Arc::new(source.clone()),
-        options,
-        CancellationToken::new(),
-        Arc::new(|_| {}),
-    )
-    .await
-    .unwrap();
+    let orchestrator = Arc::new(Orchestrator::new(encoder, index, RecordingLogs::new(), settings));
+    let options =
+        RunOptions { concurrency: 1, retry_base: Duration::from_millis(1), retry_max: Duration::from_millis(1) };
+    runner::run(orchestrator, Arc::new(source.clone()), options, CancellationToken::new(), runner::ignore())
+        .await
+        .unwrap();
     let s: Vec<Settlement> = source.settlements().into_iter().map(|(_, s)| s).collect();
     assert_eq!(s.len(), 2);
-    assert!(
-        matches!(&s[0], Settlement::Requeue { reason } if reason.contains("dlib exploded")),
-        "{s:?}"
-    );
+    assert!(matches!(&s[0], Settlement::Requeue { reason } if reason.contains("dlib exploded")), "{s:?}");
     assert!(matches!(&s[1], Settlement::DeadLetter { reason } if reason.contains("dlib exploded")));
     assert_eq!(source.unsettled(), 0);
 }
@@ -112,14 +83,6 @@ async fn two_images_of_one_person_racing_are_still_linked() {
     h.push("obama.jpg", "a");
     h.push("obama3.jpg", "b");
     h.run().await;
-    assert!(
-        h.matches_of(&hash_of("obama.jpg"))
-            .await
-            .contains(&hash_of("obama3.jpg"))
-    );
-    assert!(
-        h.matches_of(&hash_of("obama3.jpg"))
-            .await
-            .contains(&hash_of("obama.jpg"))
-    );
+    assert!(h.matches_of(&hash_of("obama.jpg")).await.contains(&hash_of("obama3.jpg")));
+    assert!(h.matches_of(&hash_of("obama3.jpg")).await.contains(&hash_of("obama.jpg")));
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 const BUFFER: usize = 4096;
 
@@ -21,6 +22,7 @@ const BUFFER: usize = 4096;
 pub struct AmqpLogs {
     lines: mpsc::Sender<(String, String)>,
     dropped: Arc<AtomicU64>,
+    closing: CancellationToken,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -29,12 +31,9 @@ impl AmqpLogs {
     pub fn start(settings: AmqpSettings) -> Self {
         let (tx, rx) = mpsc::channel(BUFFER);
         let dropped = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(send_lines(settings, rx, dropped.clone()));
-        Self {
-            lines: tx,
-            dropped,
-            task: std::sync::Mutex::new(Some(task)),
-        }
+        let closing = CancellationToken::new();
+        let task = tokio::spawn(send_lines(settings, rx, dropped.clone(), closing.clone()));
+        Self { lines: tx, dropped, closing, task: std::sync::Mutex::new(Some(task)) }
     }
 
     /// Lines dropped because the buffer was full or the broker unreachable.
@@ -43,10 +42,9 @@ impl AmqpLogs {
     }
 
     /// Sends what is buffered (waiting at most `timeout`), then closes.
-    pub async fn close(self, timeout: Duration) {
-        let AmqpLogs { lines, task, .. } = self;
-        drop(lines);
-        let task = task.lock().expect("lock").take();
+    pub async fn close(&self, timeout: Duration) {
+        self.closing.cancel();
+        let task = self.task.lock().expect("lock").take();
         if let Some(task) = task {
             let _ = tokio::time::timeout(timeout, task).await;
         }
@@ -56,11 +54,7 @@ impl AmqpLogs {
 #[async_trait]
 impl LogSink for AmqpLogs {
     async fn publish(&self, routing_key: &str, line: &str) {
-        if self
-            .lines
-            .try_send((routing_key.to_owned(), line.to_owned()))
-            .is_err()
-        {
+        if self.lines.try_send((routing_key.to_owned(), line.to_owned())).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -70,6 +64,7 @@ async fn send_lines(
     settings: AmqpSettings,
     mut rx: mpsc::Receiver<(String, String)>,
     dropped: Arc<AtomicU64>,
+    closing: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(250);
     let name = format!("{} logs", settings.connection_name);
@@ -77,20 +72,16 @@ async fn send_lines(
     let mut held: Option<(String, String)> = None;
     loop {
         let channel = match connect(&settings.url, &name, Duration::from_secs(10)).await {
-            Ok(conn) => match ensure_exchange(
-                &conn,
-                &settings.logs_exchange,
-                ExchangeKind::Topic,
-                settings.logs_durable,
-            )
-            .await
-            {
-                Ok(()) => conn.create_channel().await.ok().map(|c| (conn, c)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot declare the logs exchange");
-                    None
+            Ok(conn) => {
+                match ensure_exchange(&conn, &settings.logs_exchange, ExchangeKind::Topic, settings.logs_durable).await
+                {
+                    Ok(()) => conn.create_channel().await.ok().map(|c| (conn, c)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot declare the logs exchange");
+                        None
+                    }
                 }
-            },
+            }
             Err(e) => {
                 tracing::debug!(url = %redacted(&settings.url), error = %e, "logs connection failed");
                 None
@@ -103,6 +94,7 @@ async fn send_lines(
             loop {
                 tokio::select! {
                     () = &mut deadline => break,
+                    () = closing.cancelled() => return,
                     line = rx.recv() => match line {
                         Some(_) => { dropped.fetch_add(1, Ordering::Relaxed); }
                         None => return,
@@ -117,10 +109,16 @@ async fn send_lines(
         };
         backoff = Duration::from_millis(250);
         loop {
-            let Some((key, line)) = (match held.take() {
+            let next = match held.take() {
                 Some(l) => Some(l),
-                None => rx.recv().await,
-            }) else {
+                // Closing: send what is buffered, then stop.
+                None if closing.is_cancelled() => rx.try_recv().ok(),
+                None => tokio::select! {
+                    line = rx.recv() => line,
+                    () = closing.cancelled() => rx.try_recv().ok(),
+                },
+            };
+            let Some((key, line)) = next else {
                 let _ = conn.close(200, "worker stopping".into()).await;
                 return;
             };

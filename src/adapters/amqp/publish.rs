@@ -18,19 +18,10 @@ pub async fn publish_confirmed(
     properties: BasicProperties,
     mandatory: bool,
 ) -> Result<(), String> {
-    let options = BasicPublishOptions {
-        mandatory,
-        ..BasicPublishOptions::default()
-    };
+    let options = BasicPublishOptions { mandatory, ..BasicPublishOptions::default() };
     let properties = properties.with_delivery_mode(2);
     let confirm = channel
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            options,
-            body,
-            properties,
-        )
+        .basic_publish(exchange.into(), routing_key.into(), options, body, properties)
         .await
         .map_err(|e| e.to_string())?
         .await
@@ -42,8 +33,6 @@ pub async fn publish_confirmed(
             returned.reply_text
         )),
         Confirmation::Nack(_) => Err("the broker refused the message (nack)".into()),
-        Confirmation::NotRequested => {
-            Err("publisher confirms are not enabled on this channel".into())
-        }
+        Confirmation::NotRequested => Err("publisher confirms are not enabled on this channel".into()),
     }
 }

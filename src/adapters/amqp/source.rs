@@ -14,16 +14,13 @@
 
 use super::publish::publish_confirmed;
 use super::topology::declare_work;
-use super::{
-    ATTEMPT_HEADER, AmqpSettings, QueueType, REASON_HEADER, connect, redacted, text_headers,
-};
+use super::{ATTEMPT_HEADER, AmqpSettings, QueueType, REASON_HEADER, connect, redacted, text_headers};
 use crate::ports::{Delivery, DeliveryId, MessageSource, Settlement, SourceError};
 use async_trait::async_trait;
 use futures::StreamExt as _;
 use lapin::Acker;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    ConfirmSelectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
@@ -74,9 +71,10 @@ pub struct AmqpSource {
     pending: Mutex<HashMap<DeliveryId, Pending>>,
     next_id: AtomicU64,
     stop: CancellationToken,
+    draining: CancellationToken,
+    drained: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     stats: Arc<AmqpStats>,
-    consumer_tag: String,
 }
 
 impl AmqpSource {
@@ -87,18 +85,15 @@ impl AmqpSource {
         let (tx, rx) = mpsc::channel(usize::from(settings.prefetch.max(1)));
         let (link_tx, link_rx) = watch::channel(None);
         let stop = CancellationToken::new();
+        let (draining, drained) = (CancellationToken::new(), CancellationToken::new());
         let stats = Arc::new(AmqpStats::default());
-        let consumer_tag = format!(
-            "facerec-{}-{}",
-            crate::log_lines::hostname(),
-            std::process::id()
-        );
+        let consumer_tag = format!("facerec-{}-{}", crate::log_lines::hostname(), std::process::id());
         let task = tokio::spawn(maintain(
             settings.clone(),
-            consumer_tag.clone(),
+            consumer_tag,
             tx,
             link_tx,
-            stop.clone(),
+            Tokens { stop: stop.clone(), draining: draining.clone(), drained: drained.clone() },
             stats.clone(),
         ));
         Self {
@@ -109,9 +104,10 @@ impl AmqpSource {
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             stop,
+            draining,
+            drained,
             task: Mutex::new(Some(task)),
             stats,
-            consumer_tag,
         }
     }
 
@@ -130,37 +126,21 @@ impl AmqpSource {
     /// took are re-published as they were and acked, so a graceful stop does not count as
     /// a failed attempt for them (if that fails they simply return to the queue).
     pub async fn close(&self) {
-        if let Some(link) = self.current() {
-            let _ = link
-                .channel
-                .basic_cancel(
-                    self.consumer_tag.as_str().into(),
-                    BasicCancelOptions::default(),
-                )
-                .await;
+        if self.current().is_some() {
+            // The connection task cancels the consumer and moves every delivery the broker
+            // already sent into the buffer; then the buffer is emptied here.
+            self.draining.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.drained.cancelled()).await;
+            let link = self.current();
             let mut incoming = self.incoming.lock().await;
-            while let Ok(Incoming {
-                delivery,
-                generation,
-            }) = incoming.try_recv()
-            {
-                if generation != link.generation {
-                    continue;
-                }
-                let attempt = attempt_of(&delivery, self.settings.queue_type);
+            while let Ok(Incoming { delivery, generation }) = incoming.try_recv() {
+                let Some(link) = link.as_ref().filter(|l| l.generation == generation) else { continue };
                 if self.settings.queue_type == QueueType::Quorum || delivery.redelivered {
                     continue; // the broker's own count, or already a redelivery: leave it
                 }
-                let _ = self
-                    .republish(
-                        &link,
-                        &delivery.acker,
-                        &delivery.data,
-                        &delivery.properties,
-                        attempt,
-                        None,
-                    )
-                    .await;
+                let attempt = attempt_of(&delivery, self.settings.queue_type);
+                let _ =
+                    self.republish(link, &delivery.acker, &delivery.data, &delivery.properties, attempt, None).await;
             }
         }
         self.stop.cancel();
@@ -188,59 +168,29 @@ impl AmqpSource {
         let mut headers = properties.headers().clone().unwrap_or_default();
         headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
         if let Some((key, value)) = note {
-            headers.insert(
-                key.into(),
-                AMQPValue::LongString(truncate(value, 1000).into()),
-            );
+            headers.insert(key.into(), AMQPValue::LongString(truncate(value, 1000).into()));
         }
         let props = properties.clone().with_headers(headers);
         publish_confirmed(&link.channel, "", &self.settings.queue, body, props, true)
             .await
             .map_err(SourceError::Unavailable)?;
-        acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+        acker.ack(BasicAckOptions::default()).await.map_err(|e| SourceError::Unavailable(e.to_string()))?;
         Ok(())
     }
 
     async fn dead_letter(&self, link: &Link, p: &Pending, reason: &str) -> Result<(), SourceError> {
         let mut headers = p.properties.headers().clone().unwrap_or_default();
-        headers.insert(
-            REASON_HEADER.into(),
-            AMQPValue::LongString(truncate(reason, 4000).into()),
-        );
-        headers.insert(
-            "x-facerec-queue".into(),
-            AMQPValue::LongString(self.settings.queue.as_str().into()),
-        );
+        headers.insert(REASON_HEADER.into(), AMQPValue::LongString(truncate(reason, 4000).into()));
+        headers.insert("x-facerec-queue".into(), AMQPValue::LongString(self.settings.queue.as_str().into()));
         headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(p.attempt));
-        headers.insert(
-            "x-facerec-worker".into(),
-            AMQPValue::LongString(crate::log_lines::hostname().into()),
-        );
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        headers.insert(
-            "x-facerec-dead-lettered-at".into(),
-            AMQPValue::Timestamp(now),
-        );
+        headers.insert("x-facerec-worker".into(), AMQPValue::LongString(crate::log_lines::hostname().into()));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        headers.insert("x-facerec-dead-lettered-at".into(), AMQPValue::Timestamp(now));
         let props = p.properties.clone().with_headers(headers);
-        publish_confirmed(
-            &link.channel,
-            "",
-            &self.settings.dead_letter_queue,
-            &p.body,
-            props,
-            true,
-        )
-        .await
-        .map_err(SourceError::Unavailable)?;
-        p.acker
-            .ack(BasicAckOptions::default())
+        publish_confirmed(&link.channel, "", &self.settings.dead_letter_queue, &p.body, props, true)
             .await
-            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+            .map_err(SourceError::Unavailable)?;
+        p.acker.ack(BasicAckOptions::default()).await.map_err(|e| SourceError::Unavailable(e.to_string()))?;
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -260,16 +210,9 @@ fn truncate(s: &str, max: usize) -> &str {
 fn attempt_of(delivery: &lapin::message::Delivery, queue_type: QueueType) -> u32 {
     let headers = text_headers(delivery.properties.headers().as_ref());
     match queue_type {
-        QueueType::Classic => headers
-            .get(ATTEMPT_HEADER)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(1)
-            .max(1),
+        QueueType::Classic => headers.get(ATTEMPT_HEADER).and_then(|a| a.parse().ok()).unwrap_or(1).max(1),
         // The broker counts earlier deliveries in x-delivery-count (absent on the first).
-        QueueType::Quorum => headers
-            .get("x-delivery-count")
-            .and_then(|c| c.parse::<u32>().ok())
-            .map_or(1, |c| c + 1),
+        QueueType::Quorum => headers.get("x-delivery-count").and_then(|c| c.parse::<u32>().ok()).map_or(1, |c| c + 1),
     }
 }
 
@@ -278,11 +221,7 @@ impl MessageSource for AmqpSource {
     async fn next(&self) -> Result<Option<Delivery>, SourceError> {
         let mut incoming = self.incoming.lock().await;
         loop {
-            let Some(Incoming {
-                delivery,
-                generation,
-            }) = incoming.recv().await
-            else {
+            let Some(Incoming { delivery, generation }) = incoming.recv().await else {
                 return Ok(None); // the connection task ended (close was called)
             };
             let Some(link) = self.current().filter(|l| l.generation == generation) else {
@@ -294,19 +233,9 @@ impl MessageSource for AmqpSource {
                 attempt += 1;
                 if attempt <= self.max_attempts {
                     self.stats.redeliveries.fetch_add(1, Ordering::Relaxed);
-                    let note = Some((
-                        "x-facerec-note",
-                        "redelivered: a worker stopped while processing it",
-                    ));
+                    let note = Some(("x-facerec-note", "redelivered: a worker stopped while processing it"));
                     if let Err(e) = self
-                        .republish(
-                            &link,
-                            &delivery.acker,
-                            &delivery.data,
-                            &delivery.properties,
-                            attempt,
-                            note,
-                        )
+                        .republish(&link, &delivery.acker, &delivery.data, &delivery.properties, attempt, note)
                         .await
                     {
                         tracing::warn!(error = %e, "could not re-publish a redelivered message; it stays in the queue");
@@ -327,12 +256,7 @@ impl MessageSource for AmqpSource {
                     attempt,
                 },
             );
-            return Ok(Some(Delivery {
-                id,
-                body,
-                headers,
-                attempt,
-            }));
+            return Ok(Some(Delivery { id, body, headers, attempt }));
         }
     }
 
@@ -342,23 +266,15 @@ impl MessageSource for AmqpSource {
             .lock()
             .expect("lock")
             .remove(&id)
-            .ok_or_else(|| {
-                SourceError::Fatal(format!("delivery {} is unknown or already settled", id.0))
-            })?;
+            .ok_or_else(|| SourceError::Fatal(format!("delivery {} is unknown or already settled", id.0)))?;
         let link = self
             .current()
             .filter(|l| l.generation == pending.generation)
-            .ok_or_else(|| {
-                SourceError::Unavailable("the connection dropped; the broker will redeliver".into())
-            })?;
+            .ok_or_else(|| SourceError::Unavailable("the connection dropped; the broker will redeliver".into()))?;
         let ack_error = |e: lapin::Error| SourceError::Unavailable(e.to_string());
         match settlement {
             Settlement::Ack => {
-                pending
-                    .acker
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .map_err(ack_error)?;
+                pending.acker.ack(BasicAckOptions::default()).await.map_err(ack_error)?;
             }
             Settlement::DeadLetter { reason } => {
                 tracing::warn!(%reason, "dead-lettering a message");
@@ -378,10 +294,7 @@ impl MessageSource for AmqpSource {
                     .await?;
                 }
                 QueueType::Quorum => {
-                    let options = BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
-                    };
+                    let options = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
                     pending.acker.nack(options).await.map_err(ack_error)?;
                 }
             },
@@ -390,20 +303,32 @@ impl MessageSource for AmqpSource {
     }
 }
 
+/// How `close` steers the connection task.
+struct Tokens {
+    /// Stop everything and close the connection.
+    stop: CancellationToken,
+    /// Stop consuming, but keep the connection for settling what was delivered.
+    draining: CancellationToken,
+    /// Set by the task once every delivery sent by the broker is in the buffer.
+    drained: CancellationToken,
+}
+
 /// The connection task: connect, declare, consume, and start over when anything drops.
 async fn maintain(
     settings: AmqpSettings,
     consumer_tag: String,
     tx: mpsc::Sender<Incoming>,
     link_tx: watch::Sender<Option<Link>>,
-    stop: CancellationToken,
+    tokens: Tokens,
     stats: Arc<AmqpStats>,
 ) {
+    let Tokens { stop, draining, drained } = tokens;
     let mut backoff = Duration::from_millis(250);
     let mut generation = 0u64;
     loop {
         let attempt = tokio::select! {
             () = stop.cancelled() => return,
+            () = draining.cancelled() => { drained.cancel(); stop.cancelled().await; return; }
             r = open(&settings, &consumer_tag) => r,
         };
         let (connection, channel, mut consumer) = match attempt {
@@ -422,36 +347,39 @@ async fn maintain(
         generation += 1;
         stats.connects.fetch_add(1, Ordering::Relaxed);
         tracing::info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming from RabbitMQ");
-        let _ = link_tx.send(Some(Link {
-            channel: channel.clone(),
-            generation,
-        }));
-        let stopped = loop {
+        let _ = link_tx.send(Some(Link { channel: channel.clone(), generation }));
+        let lost = loop {
             tokio::select! {
-                () = stop.cancelled() => break true,
+                () = stop.cancelled() => break false,
+                () = draining.cancelled() => break false,
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
                         if tx.send(Incoming { delivery, generation }).await.is_err() {
-                            break true;
+                            break false;
                         }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "RabbitMQ connection lost; reconnecting");
-                        break false;
+                        break true;
                     }
                     None => {
                         tracing::warn!("RabbitMQ consumer ended; reconnecting");
-                        break false;
+                        break true;
                     }
                 },
             }
         };
-        if stopped {
-            // Stop the flow first, so nothing new is delivered while closing; what was
-            // delivered but not settled returns to the queue when the connection closes.
-            let _ = channel
-                .basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default())
-                .await;
+        if !lost {
+            // Stopping: cancel the consumer, move what the broker already sent into the
+            // buffer, and keep the connection until `close` has settled the buffer.
+            let _ = channel.basic_cancel(consumer_tag.as_str().into(), BasicCancelOptions::default()).await;
+            while let Ok(Some(Ok(delivery))) = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await {
+                if tx.send(Incoming { delivery, generation }).await.is_err() {
+                    break;
+                }
+            }
+            drained.cancel();
+            stop.cancelled().await;
             let _ = link_tx.send(None);
             let _ = connection.close(200, "worker stopping".into()).await;
             return;
@@ -461,31 +389,12 @@ async fn maintain(
     }
 }
 
-async fn open(
-    settings: &AmqpSettings,
-    consumer_tag: &str,
-) -> Result<(Connection, Channel, lapin::Consumer), String> {
-    let connection = connect(
-        &settings.url,
-        &settings.connection_name,
-        Duration::from_secs(10),
-    )
-    .await?;
-    declare_work(&connection, settings)
-        .await
-        .map_err(|e| format!("declaring queues: {e}"))?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| e.to_string())?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    channel
-        .basic_qos(settings.prefetch.max(1), BasicQosOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+async fn open(settings: &AmqpSettings, consumer_tag: &str) -> Result<(Connection, Channel, lapin::Consumer), String> {
+    let connection = connect(&settings.url, &settings.connection_name, Duration::from_secs(10)).await?;
+    declare_work(&connection, settings).await.map_err(|e| format!("declaring queues: {e}"))?;
+    let channel = connection.create_channel().await.map_err(|e| e.to_string())?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| e.to_string())?;
+    channel.basic_qos(settings.prefetch.max(1), BasicQosOptions::default()).await.map_err(|e| e.to_string())?;
     let consumer = channel
         .basic_consume(
             settings.queue.as_str().into(),

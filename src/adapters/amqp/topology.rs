@@ -19,22 +19,10 @@ pub async fn declare_work(conn: &Connection, s: &AmqpSettings) -> Result<(), lap
     ensure_exchange(conn, &s.exchange, ExchangeKind::Direct, true).await?;
     let mut args = FieldTable::default();
     if s.queue_type == QueueType::Quorum {
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongInt(s.delivery_limit as i32),
-        );
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(s.dead_letter_queue.as_str().into()),
-        );
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        args.insert("x-delivery-limit".into(), AMQPValue::LongInt(s.delivery_limit as i32));
+        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(s.dead_letter_queue.as_str().into()));
     }
     ensure_queue(conn, &s.queue, args).await?;
     ensure_queue(conn, &s.dead_letter_queue, FieldTable::default()).await?;
@@ -66,32 +54,17 @@ pub async fn ensure_exchange(
         return Ok(()); // the default exchange always exists
     }
     let channel = conn.create_channel().await?;
-    let options = ExchangeDeclareOptions {
-        durable,
-        ..ExchangeDeclareOptions::default()
-    };
-    match channel
-        .exchange_declare(name.into(), kind.clone(), options, FieldTable::default())
-        .await
-    {
+    let options = ExchangeDeclareOptions { durable, ..ExchangeDeclareOptions::default() };
+    match channel.exchange_declare(name.into(), kind.clone(), options, FieldTable::default()).await {
         Ok(()) => {
             let _ = channel.close(200, "declared".into()).await;
             Ok(())
         }
         Err(refused) => {
             let probe = conn.create_channel().await?;
-            let passive = ExchangeDeclareOptions {
-                passive: true,
-                ..ExchangeDeclareOptions::default()
-            };
-            probe
-                .exchange_declare(name.into(), kind, passive, FieldTable::default())
-                .await
-                .map_err(|_| refused)?;
-            tracing::info!(
-                exchange = name,
-                "exchange exists with other settings; using it as it is"
-            );
+            let passive = ExchangeDeclareOptions { passive: true, ..ExchangeDeclareOptions::default() };
+            probe.exchange_declare(name.into(), kind, passive, FieldTable::default()).await.map_err(|_| refused)?;
+            tracing::info!(exchange = name, "exchange exists with other settings; using it as it is");
             let _ = probe.close(200, "checked".into()).await;
             Ok(())
         }
@@ -102,34 +75,18 @@ pub async fn ensure_exchange(
 ///
 /// # Errors
 /// The broker refused the declaration.
-pub async fn ensure_queue(
-    conn: &Connection,
-    name: &str,
-    args: FieldTable,
-) -> Result<(), lapin::Error> {
+pub async fn ensure_queue(conn: &Connection, name: &str, args: FieldTable) -> Result<(), lapin::Error> {
     let channel = conn.create_channel().await?;
-    match channel
-        .queue_declare(name.into(), QueueDeclareOptions::durable(), args)
-        .await
-    {
+    match channel.queue_declare(name.into(), QueueDeclareOptions::durable(), args).await {
         Ok(_) => {
             let _ = channel.close(200, "declared".into()).await;
             Ok(())
         }
         Err(refused) => {
             let probe = conn.create_channel().await?;
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            };
-            probe
-                .queue_declare(name.into(), passive, FieldTable::default())
-                .await
-                .map_err(|_| refused)?;
-            tracing::info!(
-                queue = name,
-                "queue exists with other settings; using it as it is"
-            );
+            let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+            probe.queue_declare(name.into(), passive, FieldTable::default()).await.map_err(|_| refused)?;
+            tracing::info!(queue = name, "queue exists with other settings; using it as it is");
             let _ = probe.close(200, "checked".into()).await;
             Ok(())
         }

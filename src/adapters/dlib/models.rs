@@ -46,9 +46,7 @@ pub fn short_digest(path: &Path) -> Result<String, String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let n = file.read(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
         if n == 0 {
             break;
         }

@@ -61,12 +61,8 @@ impl DlibEncoder {
             Detector::Hog => (DetectorModel::Hog(HogDetector::new()), "hog".to_owned()),
             Detector::Cnn => {
                 let path = models::model_file(dir, models::CNN_DETECTOR)?;
-                let cnn =
-                    CnnDetector::open(&path).map_err(|e| format!("{}: {}", path.display(), e.0))?;
-                (
-                    DetectorModel::Cnn(Box::new(cnn)),
-                    format!("cnn:{}", models::short_digest(&path)?),
-                )
+                let cnn = CnnDetector::open(&path).map_err(|e| format!("{}: {}", path.display(), e.0))?;
+                (DetectorModel::Cnn(Box::new(cnn)), format!("cnn:{}", models::short_digest(&path)?))
             }
         };
         let loaded = Models {
@@ -92,19 +88,13 @@ impl DlibEncoder {
                         for job in rx {
                             let _entered = job.span.enter();
                             // The receiver may have given up (a shutdown); nothing to do then.
-                            let _ = job
-                                .reply
-                                .send(encode_one(&mut models, &settings, &job.image));
+                            let _ = job.reply.send(encode_one(&mut models, &settings, &job.image));
                         }
                     })
                     .map_err(|e| format!("cannot start encoder thread: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            jobs: Some(tx),
-            threads,
-            fingerprint,
-        })
+        Ok(Self { jobs: Some(tx), threads, fingerprint })
     }
 }
 
@@ -121,23 +111,14 @@ impl Drop for DlibEncoder {
 impl FaceEncoder for DlibEncoder {
     async fn encode(&self, _hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            image: image.to_vec(),
-            reply,
-            span: tracing::Span::current(),
-        };
-        let jobs = self
-            .jobs
-            .clone()
-            .ok_or_else(|| EncodeError::Unavailable("encoder stopped".into()))?;
+        let job = Job { image: image.to_vec(), reply, span: tracing::Span::current() };
+        let jobs = self.jobs.clone().ok_or_else(|| EncodeError::Unavailable("encoder stopped".into()))?;
         // The channel is bounded: wait for room off the executor.
         tokio::task::spawn_blocking(move || jobs.send(job))
             .await
             .map_err(|e| EncodeError::Unavailable(e.to_string()))?
             .map_err(|_| EncodeError::Unavailable("encoder threads have stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| EncodeError::Unavailable("encoder thread died".into()))?
+        answer.await.map_err(|_| EncodeError::Unavailable("encoder thread died".into()))?
     }
 
     fn fingerprint(&self) -> String {
@@ -145,11 +126,7 @@ impl FaceEncoder for DlibEncoder {
     }
 }
 
-fn encode_one(
-    models: &mut Models,
-    settings: &EncoderSettings,
-    image: &[u8],
-) -> Result<EncodedImage, EncodeError> {
+fn encode_one(models: &mut Models, settings: &EncoderSettings, image: &[u8]) -> Result<EncodedImage, EncodeError> {
     let started = Instant::now();
     let pixels = decode(image, &settings.decode)?;
     let (width, height) = (pixels.width, pixels.height);
@@ -172,21 +149,15 @@ fn encode_one(
     let detected = Instant::now();
     // Landmarks on the untrimmed rectangles, as face_recognition does: trimming first
     // shifts the landmarks of faces at the border.
-    let landmarks: Vec<_> = rects
-        .iter()
-        .map(|r| models.landmarks.face_landmarks(&matrix, r))
-        .collect();
+    let landmarks: Vec<_> = rects.iter().map(|r| models.landmarks.face_landmarks(&matrix, r)).collect();
     let landmarked = Instant::now();
     let encodings = if landmarks.is_empty() {
         Vec::new()
     } else {
-        let out = models
-            .net
-            .get_face_encodings(&matrix, &landmarks, settings.jitters);
+        let out = models.net.get_face_encodings(&matrix, &landmarks, settings.jitters);
         out.iter()
             .map(|e| {
-                Encoding::from_slice(e.as_ref())
-                    .ok_or_else(|| EncodeError::Failed("encoding is not 128-d".into()))
+                Encoding::from_slice(e.as_ref()).ok_or_else(|| EncodeError::Failed("encoding is not 128-d".into()))
             })
             .collect::<Result<Vec<_>, _>>()?
     };
@@ -217,11 +188,8 @@ fn check_cpu() -> Result<(), String> {
     let arch = env!("FACEREC_SHIM_ARCH");
     #[cfg(target_arch = "x86_64")]
     {
-        let wants_avx2 =
-            arch.contains("avx2") || arch.contains("x86-64-v3") || arch.contains("native");
-        if wants_avx2
-            && !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"))
-        {
+        let wants_avx2 = arch.contains("avx2") || arch.contains("x86-64-v3") || arch.contains("native");
+        if wants_avx2 && !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
             return Err(format!(
                 "this build's dlib code was compiled with `{arch}` but this CPU lacks AVX2/FMA; \
                  rebuild with FACEREC_CXX_ARCH=\"\""

@@ -135,11 +135,7 @@ impl HogDetector {
 
     /// Face rectangles in `image` coordinates, after upsampling `upsample` times.
     /// Rectangles may extend past the image border (they are not trimmed).
-    pub(super) fn detect(
-        &mut self,
-        image: &ImageMatrix,
-        upsample: u32,
-    ) -> Result<Vec<Rectangle>, ShimError> {
+    pub(super) fn detect(&mut self, image: &ImageMatrix, upsample: u32) -> Result<Vec<Rectangle>, ShimError> {
         let out = RectVec::default();
         let mut err = ErrorText::new();
         let (out_ref, err_ref) = (&out, err.ptr());
@@ -155,11 +151,7 @@ impl HogDetector {
                 }
             })
         };
-        if ok {
-            Ok(out.to_vec())
-        } else {
-            Err(err.into_error())
-        }
+        if ok { Ok(out.to_vec()) } else { Err(err.into_error()) }
     }
 }
 
@@ -187,11 +179,7 @@ impl CnnDetector {
     }
 
     /// Face rectangles in `image` coordinates, after upsampling `upsample` times.
-    pub(super) fn detect(
-        &mut self,
-        image: &ImageMatrix,
-        upsample: u32,
-    ) -> Result<Vec<Rectangle>, ShimError> {
+    pub(super) fn detect(&mut self, image: &ImageMatrix, upsample: u32) -> Result<Vec<Rectangle>, ShimError> {
         let out = RectVec::default();
         let mut err = ErrorText::new();
         let (out_ref, err_ref) = (&out, err.ptr());
@@ -207,10 +195,6 @@ impl CnnDetector {
                 }
             })
         };
-        if ok {
-            Ok(out.to_vec())
-        } else {
-            Err(err.into_error())
-        }
+        if ok { Ok(out.to_vec()) } else { Err(err.into_error()) }
     }
 }

@@ -100,8 +100,8 @@ impl RedisIndex {
     /// # Errors
     /// [`IndexError::Unavailable`] when Redis cannot be reached; the caller retries.
     pub async fn connect(settings: RedisSettings) -> Result<Self, IndexError> {
-        let mut config = Config::from_url(&settings.url)
-            .map_err(|e| IndexError::Rejected(format!("REDIS_URL: {e}")))?;
+        let mut config =
+            Config::from_url(&settings.url).map_err(|e| IndexError::Rejected(format!("REDIS_URL: {e}")))?;
         // The schema fixes the databases; scripts SELECT them and return to 0.
         config.database = None;
         let timeout = settings.command_timeout;
@@ -117,17 +117,15 @@ impl RedisIndex {
             .map_err(unavailable)?;
         tokio::time::timeout(timeout, client.init())
             .await
-            .map_err(|_| {
-                IndexError::Unavailable(format!("no answer from Redis within {timeout:?}"))
-            })?
+            .map_err(|_| IndexError::Unavailable(format!("no answer from Redis within {timeout:?}")))?
             .map_err(unavailable)?;
         let index = Self {
             client,
             scripts: Scripts {
                 add_faces: Script::from_lua(scripts::add_faces()),
                 changes: Script::from_lua(scripts::changes()),
-                commit: Script::from_lua(scripts::COMMIT),
-                add_name: Script::from_lua(scripts::ADD_NAME),
+                commit: Script::from_lua(scripts::commit()),
+                add_name: Script::from_lua(scripts::add_name()),
                 is_known: Script::from_lua(scripts::IS_KNOWN),
                 hash_of: Script::from_lua(scripts::HASH_OF),
                 image: Script::from_lua(scripts::IMAGE),
@@ -155,6 +153,11 @@ impl RedisIndex {
         Ok(())
     }
 
+    /// Whether the connection to Redis is up.
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
     /// Whether the face cache was loaded.
     pub fn cache_loaded(&self) -> bool {
         self.cursor.try_lock().map_or(true, |c| c.is_some())
@@ -176,10 +179,7 @@ impl RedisIndex {
     }
 
     async fn run(&self, script: &Script, args: Vec<Value>) -> Result<Value, IndexError> {
-        script
-            .evalsha_with_reload::<Value, _, _>(&self.client, Vec::<Key>::new(), args)
-            .await
-            .map_err(classify)
+        script.evalsha_with_reload::<Value, _, _>(&self.client, Vec::<Key>::new(), args).await.map_err(classify)
     }
 
     fn prefix(&self) -> Value {
@@ -195,29 +195,18 @@ impl RedisIndex {
         let mut fresh = FaceSet::default();
         let (mut scan, mut skipped) = ("0".to_owned(), 0usize);
         loop {
-            let page = self
-                .run(
-                    &self.scripts.load_page,
-                    vec![self.prefix(), scan.as_str().into(), LOAD_PAGE.into()],
-                )
-                .await?;
+            let page =
+                self.run(&self.scripts.load_page, vec![self.prefix(), scan.as_str().into(), LOAD_PAGE.into()]).await?;
             let items = array(page)?;
             let mut items = items.into_iter();
-            scan = items
-                .next()
-                .as_ref()
-                .and_then(text)
-                .ok_or_else(|| malformed("load page"))?;
+            scan = items.next().as_ref().and_then(text).ok_or_else(|| malformed("load page"))?;
             skipped += insert_pairs(&mut fresh, items)?;
             if scan == "0" {
                 break;
             }
         }
         if skipped > 0 {
-            tracing::warn!(
-                skipped,
-                "db 3 values that are not 1024-byte encodings were ignored"
-            );
+            tracing::warn!(skipped, "db 3 values that are not 1024-byte encodings were ignored");
         }
         tracing::info!(
             faces = fresh.faces(),
@@ -232,11 +221,7 @@ impl RedisIndex {
     /// Applies a `changes` reply to the cache; returns (more to read, gap in the log).
     fn apply(&self, reply: Value, cursor: &mut String) -> Result<(bool, bool), IndexError> {
         let mut items = array(reply)?.into_iter();
-        let last = items
-            .next()
-            .as_ref()
-            .and_then(text)
-            .ok_or_else(|| malformed("changes"))?;
+        let last = items.next().as_ref().and_then(text).ok_or_else(|| malformed("changes"))?;
         let more = items.next().and_then(|v| v.as_i64()).unwrap_or(0) == 1;
         let gap = items.next().and_then(|v| v.as_i64()).unwrap_or(0) == 1;
         if gap {
@@ -249,11 +234,7 @@ impl RedisIndex {
     }
 
     /// Stores the faces, brings the cache up to date, and returns the matches.
-    async fn store_and_compare(
-        &self,
-        image: &NewImage,
-        tolerance: f64,
-    ) -> Result<Vec<ImageMatch>, IndexError> {
+    async fn store_and_compare(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         let mut args: Vec<Value> = vec![
             self.prefix(),
             image.hash.as_str().into(),
@@ -262,12 +243,7 @@ impl RedisIndex {
             self.settings.log_max_len.to_string().into(),
             BATCH.into(),
         ];
-        args.extend(
-            image
-                .faces
-                .iter()
-                .map(|e| Value::Bytes(e.to_le_bytes().to_vec().into())),
-        );
+        args.extend(image.faces.iter().map(|e| Value::Bytes(e.to_le_bytes().to_vec().into())));
         {
             let mut guard = self.cursor.lock().await;
             if guard.is_none() {
@@ -279,28 +255,18 @@ impl RedisIndex {
             args[3] = cursor.as_str().into();
             let reply = self.run(&self.scripts.add_faces, args).await?;
             let mut parts = array(reply)?.into_iter();
-            let own_id = parts
-                .next()
-                .as_ref()
-                .and_then(text)
-                .ok_or_else(|| malformed("store"))?;
+            let own_id = parts.next().as_ref().and_then(text).ok_or_else(|| malformed("store"))?;
             let changes = parts.next().ok_or_else(|| malformed("store"))?;
             let (mut more, gap) = self.apply(changes, cursor)?;
             if gap {
-                tracing::warn!(
-                    "this worker fell behind the trimmed change log; reloading the face cache"
-                );
+                tracing::warn!("this worker fell behind the trimmed change log; reloading the face cache");
                 self.reload(cursor).await?;
             } else if !more {
                 *cursor = own_id;
             }
             while more {
-                let reply = self
-                    .run(
-                        &self.scripts.changes,
-                        vec![self.prefix(), cursor.as_str().into(), BATCH.into()],
-                    )
-                    .await?;
+                let reply =
+                    self.run(&self.scripts.changes, vec![self.prefix(), cursor.as_str().into(), BATCH.into()]).await?;
                 let (again, gap) = self.apply(reply, cursor)?;
                 if gap {
                     self.reload(cursor).await?;
@@ -308,21 +274,13 @@ impl RedisIndex {
                 }
                 more = again;
             }
-            self.faces
-                .write()
-                .expect("cache lock")
-                .insert(&image.hash, &image.faces);
+            self.faces.write().expect("cache lock").insert(&image.hash, &image.faces);
         }
         // Matching reads every cached face: CPU work, kept off the async executor.
         let (faces, queries, hash) = (self.faces.clone(), image.faces.clone(), image.hash.clone());
-        tokio::task::spawn_blocking(move || {
-            faces
-                .read()
-                .expect("cache lock")
-                .matches(&queries, tolerance, Some(&hash))
-        })
-        .await
-        .map_err(|e| IndexError::Unavailable(format!("matching task failed: {e}")))
+        tokio::task::spawn_blocking(move || faces.read().expect("cache lock").matches(&queries, tolerance, Some(&hash)))
+            .await
+            .map_err(|e| IndexError::Unavailable(format!("matching task failed: {e}")))
     }
 
     async fn wait_for_replicas(&self) -> Result<(), IndexError> {
@@ -333,16 +291,11 @@ impl RedisIndex {
         let timeout_ms = self.settings.command_timeout.as_millis() as i64;
         let acked: i64 = self
             .client
-            .custom(
-                fred::cmd!("WAIT"),
-                vec![Value::from(want), Value::from(timeout_ms)],
-            )
+            .custom(fred::cmd!("WAIT"), vec![Value::from(want), Value::from(timeout_ms)])
             .await
             .map_err(classify)?;
         if acked < want {
-            return Err(IndexError::Unavailable(format!(
-                "only {acked} of {want} replicas acknowledged the write"
-            )));
+            return Err(IndexError::Unavailable(format!("only {acked} of {want} replicas acknowledged the write")));
         }
         Ok(())
     }
@@ -351,35 +304,18 @@ impl RedisIndex {
 #[async_trait]
 impl FaceIndex for RedisIndex {
     async fn is_known(&self, hash: &ImageHash) -> Result<bool, IndexError> {
-        let n = self
-            .run(
-                &self.scripts.is_known,
-                vec![self.prefix(), hash.as_str().into()],
-            )
-            .await?;
+        let n = self.run(&self.scripts.is_known, vec![self.prefix(), hash.as_str().into()]).await?;
         Ok(n.as_i64() == Some(1))
     }
 
     async fn add_name(&self, hash: &ImageHash, name: &str) -> Result<(), IndexError> {
-        self.run(
-            &self.scripts.add_name,
-            vec![self.prefix(), hash.as_str().into(), name.into()],
-        )
-        .await?;
+        self.run(&self.scripts.add_name, vec![self.prefix(), hash.as_str().into(), name.into()]).await?;
         self.wait_for_replicas().await
     }
 
-    async fn add_image(
-        &self,
-        image: &NewImage,
-        tolerance: f64,
-    ) -> Result<Vec<ImageMatch>, IndexError> {
+    async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         let matches = self.store_and_compare(image, tolerance).await?;
-        let mut args: Vec<Value> = vec![
-            self.prefix(),
-            image.hash.as_str().into(),
-            image.name.as_str().into(),
-        ];
+        let mut args: Vec<Value> = vec![self.prefix(), image.hash.as_str().into(), image.name.as_str().into()];
         for m in &matches {
             args.push(m.hash.as_str().into());
             // Shortest text that reads back as the same f64.
@@ -391,82 +327,47 @@ impl FaceIndex for RedisIndex {
     }
 
     async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError> {
-        let reply = self
-            .run(
-                &self.scripts.image,
-                vec![self.prefix(), hash.as_str().into()],
-            )
-            .await?;
+        let reply = self.run(&self.scripts.image, vec![self.prefix(), hash.as_str().into()]).await?;
         let mut parts = array(reply)?.into_iter();
         let mut next = || parts.next().ok_or_else(|| malformed("image"));
         let names: BTreeSet<String> = array(next()?)?.iter().filter_map(text).collect();
-        let faces: Vec<Encoding> = array(next()?)?
-            .iter()
-            .filter_map(|v| Encoding::from_le_bytes(bytes(v)?))
-            .collect();
+        let faces: Vec<Encoding> = array(next()?)?.iter().filter_map(|v| Encoding::from_le_bytes(bytes(v)?)).collect();
         let matched: Vec<String> = array(next()?)?.iter().filter_map(text).collect();
         let flat: Vec<String> = array(next()?)?.iter().filter_map(text).collect();
         let fingerprint = text(&next()?);
         if names.is_empty() && faces.is_empty() && matched.is_empty() {
             return Ok(None);
         }
-        let distances: HashMap<&str, f64> = flat
-            .chunks_exact(2)
-            .filter_map(|kv| Some((kv[0].as_str(), kv[1].parse().ok()?)))
-            .collect();
+        let distances: HashMap<&str, f64> =
+            flat.chunks_exact(2).filter_map(|kv| Some((kv[0].as_str(), kv[1].parse().ok()?))).collect();
         let mut matches: Vec<ImageMatch> = matched
             .iter()
             .filter_map(|h| {
                 let hash = ImageHash::parse(h).ok()?;
                 // Images matched by another program have no distance: NaN says "unknown".
-                Some(ImageMatch {
-                    distance: distances.get(h.as_str()).copied().unwrap_or(f64::NAN),
-                    hash,
-                })
+                Some(ImageMatch { distance: distances.get(h.as_str()).copied().unwrap_or(f64::NAN), hash })
             })
             .collect();
-        matches.sort_by(|a, b| {
-            a.distance
-                .total_cmp(&b.distance)
-                .then_with(|| a.hash.cmp(&b.hash))
-        });
-        Ok(Some(ImageRecord {
-            hash: hash.clone(),
-            names,
-            faces,
-            matches,
-            fingerprint,
-        }))
+        matches.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.hash.cmp(&b.hash)));
+        Ok(Some(ImageRecord { hash: hash.clone(), names, faces, matches, fingerprint }))
     }
 
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
-        let reply = self
-            .run(&self.scripts.hash_of, vec![self.prefix(), name.into()])
-            .await?;
+        let reply = self.run(&self.scripts.hash_of, vec![self.prefix(), name.into()]).await?;
         Ok(text(&reply).and_then(|h| ImageHash::parse(&h).ok()))
     }
 }
 
 /// Inserts `hash, {encodings}` pairs; returns how many values were not encodings.
-fn insert_pairs(
-    faces: &mut FaceSet,
-    mut items: impl Iterator<Item = Value>,
-) -> Result<usize, IndexError> {
+fn insert_pairs(faces: &mut FaceSet, mut items: impl Iterator<Item = Value>) -> Result<usize, IndexError> {
     let mut skipped = 0;
     while let Some(hash) = items.next() {
-        let encodings = array(
-            items
-                .next()
-                .ok_or_else(|| malformed("hash without encodings"))?,
-        )?;
+        let encodings = array(items.next().ok_or_else(|| malformed("hash without encodings"))?)?;
         let Some(hash) = text(&hash).and_then(|h| ImageHash::parse(&h).ok()) else {
             skipped += encodings.len();
             continue;
         };
-        let parsed: Vec<Encoding> = encodings
-            .iter()
-            .filter_map(|v| Encoding::from_le_bytes(bytes(v)?))
-            .collect();
+        let parsed: Vec<Encoding> = encodings.iter().filter_map(|v| Encoding::from_le_bytes(bytes(v)?)).collect();
         skipped += encodings.len() - parsed.len();
         faces.insert(&hash, &parsed);
     }
@@ -477,10 +378,7 @@ fn array(v: Value) -> Result<Vec<Value>, IndexError> {
     match v {
         Value::Array(items) => Ok(items),
         Value::Null => Ok(Vec::new()),
-        other => Err(malformed(&format!(
-            "expected an array, got {:?}",
-            other.kind()
-        ))),
+        other => Err(malformed(&format!("expected an array, got {:?}", other.kind()))),
     }
 }
 

@@ -7,6 +7,20 @@
 //! change log workers follow), `facerec:image:<hash>` (hash: `fingerprint`, `faces`,
 //! `status`), `facerec:dist:<hash>` (hash: other image -> smallest face distance).
 
+/// Type checks run before any write: Lua scripts are not rolled back when a command
+/// fails half-way, so a script first makes sure no write can fail on a key of the wrong
+/// type (written by another program), and refuses with WRONGTYPE before writing anything.
+const GUARD: &str = r#"
+local function need(db, key, kind)
+  redis.call('SELECT', db)
+  local t = redis.call('TYPE', key)['ok']
+  redis.call('SELECT', 0)
+  if t ~= 'none' and t ~= kind then
+    error({err = 'WRONGTYPE db ' .. db .. ' key ' .. key .. ' is a ' .. t .. ', the schema needs a ' .. kind})
+  end
+end
+"#;
+
 /// Shared Lua helpers, prepended to the scripts that read the change log.
 const PRELUDE: &str = r#"
 local function id_parts(id)
@@ -54,6 +68,9 @@ end
 /// Returns `{own_id, {changes}}`.
 const ADD_FACES: &str = r#"
 local p, h = ARGV[1], ARGV[2]
+need(3, p .. h, 'set')
+need(0, p .. 'facerec:image:' .. h, 'hash')
+need(0, p .. 'facerec:faces', 'stream')
 redis.call('SELECT', 3)
 for i = 7, #ARGV, 500 do
   redis.call('SADD', p .. h, unpack(ARGV, i, math.min(i + 499, #ARGV)))
@@ -72,8 +89,16 @@ return changes(ARGV[1], ARGV[2], nil, tonumber(ARGV[3]))
 /// Records matches both ways (db 4) with distances (db 0), then the name (db 2, db 1):
 /// the name becomes visible in the same atomic step as the matches, never before.
 /// ARGV: prefix, hash, name, then pairs of (other hash, distance).
-pub(super) const COMMIT: &str = r#"
+const COMMIT: &str = r#"
 local p, h, name = ARGV[1], ARGV[2], ARGV[3]
+need(4, p .. h, 'set')
+need(0, p .. 'facerec:dist:' .. h, 'hash')
+for i = 4, #ARGV, 2 do
+  need(4, p .. ARGV[i], 'set')
+  need(0, p .. 'facerec:dist:' .. ARGV[i], 'hash')
+end
+need(2, p .. h, 'set')
+need(1, p .. name, 'string')
 redis.call('SELECT', 4)
 for i = 4, #ARGV, 2 do
   redis.call('SADD', p .. h, ARGV[i])
@@ -98,8 +123,10 @@ return 1
 "#;
 
 /// Adds a name to a known image. ARGV: prefix, hash, name.
-pub(super) const ADD_NAME: &str = r#"
+const ADD_NAME: &str = r#"
 local p, h, name = ARGV[1], ARGV[2], ARGV[3]
+need(2, p .. h, 'set')
+need(1, p .. name, 'string')
 redis.call('SELECT', 2)
 redis.call('SADD', p .. h, name)
 redis.call('SELECT', 1)
@@ -166,7 +193,17 @@ return last[1][1]
 
 /// ADD_FACES with its helpers.
 pub(super) fn add_faces() -> String {
-    format!("{PRELUDE}{ADD_FACES}")
+    format!("{GUARD}{PRELUDE}{ADD_FACES}")
+}
+
+/// COMMIT with its type checks.
+pub(super) fn commit() -> String {
+    format!("{GUARD}{COMMIT}")
+}
+
+/// ADD_NAME with its type checks.
+pub(super) fn add_name() -> String {
+    format!("{GUARD}{ADD_NAME}")
 }
 
 /// CHANGES with its helpers.

@@ -1,0 +1,64 @@
+//! The worker's HTTP endpoints: `/healthz` (the process answers), `/readyz` (connected to
+//! RabbitMQ and Redis, face cache loaded) and `/metrics` (Prometheus text).
+
+use crate::metrics::{Gauges, Metrics};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What the endpoints need to know, implemented by the worker's wiring.
+pub trait Health: Send + Sync + 'static {
+    /// Why the worker is not ready, or `None` when it is.
+    fn not_ready(&self) -> Option<String>;
+    /// Current values of the gauges.
+    fn gauges(&self) -> Gauges;
+}
+
+struct AppState {
+    health: Arc<dyn Health>,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves the endpoints on `addr` until `shutdown`; returns the bound address (port 0
+/// picks a free port, for tests).
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<dyn Health>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let state = Arc::new(AppState { health, metrics });
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics_text))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok(bound)
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    match state.health.not_ready() {
+        None => (StatusCode::OK, "ready\n".into()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> ([(&'static str, &'static str); 1], String) {
+    let body = state.metrics.render(state.health.gauges());
+    ([("content-type", "text/plain; version=0.0.4")], body)
+}

@@ -1,0 +1,96 @@
+//! The RabbitMQ source in-process: ack, requeue with a counted attempt, dead letters with
+//! their reason, redelivery after a lost connection.
+
+use crate::helpers::{Names, amqp_settings, cleanup, publish, queue_len, rabbit, wait_until};
+use facerec::adapters::amqp::source::AmqpSource;
+use facerec::adapters::amqp::{ATTEMPT_HEADER, REASON_HEADER, text_headers};
+use facerec::ports::{MessageSource, Settlement};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use std::time::Duration;
+
+async fn next(source: &AmqpSource) -> facerec::ports::Delivery {
+    tokio::time::timeout(Duration::from_secs(20), source.next()).await.expect("a delivery").unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn requeue_counts_attempts_and_dead_letters_keep_body_and_reason() {
+    let names = Names::new("source");
+    publish(&names, &[b"first".to_vec(), b"second".to_vec()]).await;
+    let source = AmqpSource::start(amqp_settings(&names), 5);
+
+    let d = next(&source).await;
+    assert_eq!((d.body.as_slice(), d.attempt), (b"first".as_slice(), 1));
+    source.settle(d.id, Settlement::Requeue { reason: "redis down".into() }).await.unwrap();
+    let d = next(&source).await;
+    assert_eq!((d.body.as_slice(), d.attempt), (b"second".as_slice(), 1));
+    source.settle(d.id, Settlement::Ack).await.unwrap();
+    let d = next(&source).await;
+    assert_eq!((d.body.as_slice(), d.attempt), (b"first".as_slice(), 2), "requeued with its attempt raised");
+    source.settle(d.id, Settlement::DeadLetter { reason: "not an image: unknown format".into() }).await.unwrap();
+    source.close().await;
+
+    assert_eq!(queue_len(&names.queue).await, 0);
+    let conn = rabbit().await;
+    let ch = conn.create_channel().await.unwrap();
+    let dead =
+        ch.basic_get(names.dead.as_str().into(), BasicGetOptions::default()).await.unwrap().expect("a dead letter");
+    assert_eq!(dead.delivery.data, b"first");
+    let headers = text_headers(dead.delivery.properties.headers().as_ref());
+    assert_eq!(headers.get(REASON_HEADER).map(String::as_str), Some("not an image: unknown format"));
+    assert_eq!(headers.get(ATTEMPT_HEADER).map(String::as_str), Some("2"));
+    assert_eq!(*dead.delivery.properties.delivery_mode(), Some(2), "dead letters are persistent");
+    dead.delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+    let _ = conn.close(200, "bye".into()).await;
+    cleanup(&names).await;
+}
+
+#[tokio::test]
+async fn a_message_left_unsettled_by_a_dead_worker_comes_back_counted() {
+    let names = Names::new("redeliver");
+    publish(&names, &[b"poison".to_vec()]).await;
+    {
+        // A worker takes it and dies: its connection closes without a settlement.
+        let source = AmqpSource::start(amqp_settings(&names), 3);
+        let d = next(&source).await;
+        assert_eq!(d.attempt, 1);
+        source.close().await;
+    }
+    let source = AmqpSource::start(amqp_settings(&names), 3);
+    let d = next(&source).await;
+    assert_eq!((d.body.as_slice(), d.attempt), (b"poison".as_slice(), 2));
+    source.close().await;
+    // Twice more: past max_attempts it is handed over (for dead-lettering), not re-published.
+    let source = AmqpSource::start(amqp_settings(&names), 3);
+    let d = next(&source).await;
+    assert_eq!(d.attempt, 3);
+    source.close().await;
+    let source = AmqpSource::start(amqp_settings(&names), 3);
+    let d = next(&source).await;
+    assert_eq!(d.attempt, 4, "beyond the limit: the orchestrator dead-letters it");
+    source.settle(d.id, Settlement::DeadLetter { reason: "gave up".into() }).await.unwrap();
+    source.close().await;
+    wait_until("dead letter stored", Duration::from_secs(5), || async { queue_len(&names.dead).await == 1 }).await;
+    cleanup(&names).await;
+}
+
+#[tokio::test]
+async fn prefetched_messages_never_taken_are_returned_uncounted_on_close() {
+    let names = Names::new("prefetch");
+    publish(&names, &[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]).await;
+    let mut settings = amqp_settings(&names);
+    settings.prefetch = 3;
+    let source = AmqpSource::start(settings, 5);
+    let d = next(&source).await;
+    source.settle(d.id, Settlement::Ack).await.unwrap();
+    // Let the broker push the other two into the buffer, then stop gracefully.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    source.close().await;
+    let source = AmqpSource::start(amqp_settings(&names), 5);
+    for _ in 0..2 {
+        let d = next(&source).await;
+        assert_eq!(d.attempt, 1, "a graceful stop is not a failed attempt");
+        source.settle(d.id, Settlement::Ack).await.unwrap();
+    }
+    source.close().await;
+    cleanup(&names).await;
+}
