@@ -7,4 +7,5 @@ mod dedupe;
 mod failures;
 mod log_lines;
 mod matching;
+mod replay;
 mod runner;
