@@ -21,6 +21,12 @@ pub struct PipelineArgs {
     /// Largest accepted message body, in bytes.
     #[arg(long, env = "FACEREC_MAX_MESSAGE_BYTES", default_value_t = MessageLimits::default().max_message_bytes)]
     pub max_message_bytes: usize,
+    /// First wait before a failed message is put back, in ms (doubles per attempt).
+    #[arg(long, env = "FACEREC_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+    /// Longest wait before a failed message is put back, in ms.
+    #[arg(long, env = "FACEREC_RETRY_MAX_MS", default_value_t = 30_000)]
+    pub retry_max_ms: u64,
     /// Longest accepted image name, in bytes.
     #[arg(long, env = "FACEREC_MAX_NAME_BYTES", default_value_t = MessageLimits::default().max_name_bytes)]
     pub max_name_bytes: usize,
@@ -40,7 +46,11 @@ impl PipelineArgs {
     /// Runner options.
     pub fn run_options(&self) -> RunOptions {
         let defaults = RunOptions::default();
-        RunOptions { concurrency: self.concurrency.unwrap_or(defaults.concurrency).max(1), ..defaults }
+        RunOptions {
+            concurrency: self.concurrency.unwrap_or(defaults.concurrency).max(1),
+            retry_base: std::time::Duration::from_millis(self.retry_base_ms),
+            retry_max: std::time::Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms)),
+        }
     }
 }
 

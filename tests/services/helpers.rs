@@ -61,7 +61,13 @@ impl Names {
 
 /// A Redis client on database `db`; panics with a clear message when Redis is down.
 pub async fn redis(db: u8) -> Client {
-    let mut config = Config::from_url(&redis_url()).unwrap();
+    redis_at(&redis_url(), db).await
+}
+
+/// A client of the Redis at `url`, on database `db`.
+pub async fn redis_at(url: &str, db: u8) -> Client {
+    let redis_url = || url.to_owned();
+    let mut config = Config::from_url(url).unwrap();
     config.database = Some(db);
     let client = Builder::from_config(config).build().unwrap();
     tokio::time::timeout(Duration::from_secs(5), client.init())
@@ -82,9 +88,14 @@ pub async fn rabbit() -> Connection {
 /// Everything stored under `prefix` in databases 1-4, keys without the prefix; set
 /// members sorted; encodings as hex.
 pub async fn dump(prefix: &str) -> BTreeMap<(u8, String), Vec<String>> {
+    dump_at(&redis_url(), prefix).await
+}
+
+/// [`dump`] of the Redis at `url`.
+pub async fn dump_at(url: &str, prefix: &str) -> BTreeMap<(u8, String), Vec<String>> {
     let mut out = BTreeMap::new();
     for db in 1..=4u8 {
-        let client = redis(db).await;
+        let client = redis_at(url, db).await;
         let keys: Vec<String> = scan_keys(&client, prefix).await;
         for key in keys {
             let short = key[prefix.len()..].to_owned();

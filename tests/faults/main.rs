@@ -1,0 +1,20 @@
+//! Fault drills against real servers (feature `services`): workers killed over and over,
+//! Redis and RabbitMQ restarted mid-batch, Redis frozen past the retry budget, four
+//! workers on one queue. Each drill checks that nothing was lost or duplicated in effect:
+//! the databases equal the ones computed here for a clean sequential run.
+//!
+//! The drills restart the shared RabbitMQ, so they run one at a time (a lock below) in a
+//! test binary of their own; cargo runs test binaries one after another.
+#![cfg(feature = "services")]
+
+#[path = "../services/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+mod own_redis;
+
+mod crashes;
+mod services_down;
+mod workers;
+
+/// Drills run one at a time.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
