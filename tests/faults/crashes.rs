@@ -1,21 +1,8 @@
 //! Workers SIGKILLed at random points, twenty times over one batch.
 
 use crate::SERIAL;
-use crate::helpers::{Batch, Names, Worker, cleanup, dump, publish, queue_len, redis, wait_until};
-use fred::prelude::*;
+use crate::helpers::{Batch, Names, Worker, cleanup, dump, publish, queue_len, stored, wait_until};
 use std::time::Duration;
-
-async fn stored(names: &Names) -> usize {
-    let db2 = redis(2).await;
-    let (_, keys): (String, Vec<String>) = db2
-        .custom(
-            fred::cmd!("SCAN"),
-            vec!["0".to_owned(), "MATCH".into(), format!("{}*", names.prefix), "COUNT".into(), "100000".into()],
-        )
-        .await
-        .unwrap();
-    keys.len()
-}
 
 #[tokio::test]
 async fn twenty_sigkills_across_two_hundred_messages_lose_and_duplicate_nothing() {

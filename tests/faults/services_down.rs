@@ -3,25 +3,15 @@
 //! never exits.
 
 use crate::SERIAL;
-use crate::helpers::{Batch, Names, Worker, cleanup, dump_at, publish, queue_len, redis_at, wait_until};
+use crate::helpers::{Batch, Names, Worker, cleanup, count_keys, dump_at, publish, queue_len, wait_until};
 use crate::own_redis::OwnRedis;
 use facerec::adapters::amqp::{REASON_HEADER, text_headers};
-use fred::prelude::*;
 use lapin::options::BasicGetOptions;
 use std::process::Command;
 use std::time::Duration;
 
 async fn stored_at(url: &str, names: &Names) -> usize {
-    let db2 = redis_at(url, 2).await;
-    let (_, keys): (String, Vec<String>) = db2
-        .custom(
-            fred::cmd!("SCAN"),
-            vec!["0".to_owned(), "MATCH".into(), format!("{}*", names.prefix), "COUNT".into(), "100000".into()],
-        )
-        .await
-        .unwrap();
-    let _ = db2.quit().await;
-    keys.len()
+    count_keys(url, 2, &names.prefix).await
 }
 
 fn rabbitmqctl(action: &str) {

@@ -2,20 +2,12 @@
 //! arriving at once for one hash are all kept.
 
 use crate::SERIAL;
-use crate::helpers::{Batch, Names, Worker, cleanup, dump, publish, redis, wait_until};
+use crate::helpers::{Batch, Names, Worker, cleanup, count_keys, dump, publish, redis, redis_url, wait_until};
 use fred::prelude::*;
 use std::time::Duration;
 
 async fn count(db: u8, names: &Names) -> usize {
-    let client = redis(db).await;
-    let (_, keys): (String, Vec<String>) = client
-        .custom(
-            fred::cmd!("SCAN"),
-            vec!["0".to_owned(), "MATCH".into(), format!("{}*", names.prefix), "COUNT".into(), "100000".into()],
-        )
-        .await
-        .unwrap();
-    keys.len()
+    count_keys(&redis_url(), db, &names.prefix).await
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ pub async fn dump_at(url: &str, prefix: &str) -> BTreeMap<(u8, String), Vec<Stri
     out
 }
 
-async fn scan_keys(client: &Client, prefix: &str) -> Vec<String> {
+pub async fn scan_keys(client: &Client, prefix: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor = "0".to_owned();
     loop {
@@ -134,6 +134,19 @@ async fn scan_keys(client: &Client, prefix: &str) -> Vec<String> {
         }
         cursor = next;
     }
+}
+
+/// Number of keys under `prefix` in database `db` of the Redis at `url`.
+pub async fn count_keys(url: &str, db: u8, prefix: &str) -> usize {
+    let client = redis_at(url, db).await;
+    let n = scan_keys(&client, prefix).await.len();
+    let _ = client.quit().await;
+    n
+}
+
+/// Images stored (named in db 2) under the test's prefix, in the default Redis.
+pub async fn stored(names: &Names) -> usize {
+    count_keys(&redis_url(), 2, &names.prefix).await
 }
 
 /// Deletes the test's keys and broker objects.

@@ -2,7 +2,7 @@
 //! SIGKILL mid-batch, two workers, graceful stop, logs, health and metrics.
 
 use crate::helpers::{
-    Batch, Names, Worker, cleanup, dump, publish, publish_with, queue_len, rabbit, redis, wait_until,
+    Batch, Names, Worker, cleanup, dump, publish, publish_with, queue_len, rabbit, redis, stored, wait_until,
 };
 use facerec::adapters::amqp::{REASON_HEADER, text_headers};
 use fred::prelude::*;
@@ -13,20 +13,6 @@ use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
 
 const RECORDED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/encodings/face_recognition_test_images.json");
-
-/// Number of images with names in db 2 under the prefix.
-async fn stored(names: &Names) -> usize {
-    let db2 = redis(2).await;
-    let (_, keys): (String, Vec<String>) = db2
-        .custom(
-            fred::cmd!("SCAN"),
-            vec!["0".to_owned(), "MATCH".into(), format!("{}*", names.prefix), "COUNT".into(), "100000".into()],
-        )
-        .await
-        .unwrap();
-    let _ = db2.quit().await;
-    keys.len()
-}
 
 fn recorded_args(delay_ms: u64) -> Vec<String> {
     vec![
