@@ -298,6 +298,38 @@ mod tests {
         assert_eq!(ScanRequest::parse(&[b'{'; 11], &none, &small), Err(BadMessage::TooLarge { size: 11, limit: 10 }));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_body_and_headers_give_a_request_or_a_reason_never_a_panic(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            name in proptest::option::of(".{0,20}"),
+            hash in proptest::option::of(".{0,20}"),
+        ) {
+            let mut headers = BTreeMap::new();
+            if let Some(n) = name { headers.insert("name".to_owned(), n); }
+            if let Some(h) = hash { headers.insert("hash".to_owned(), h); }
+            if let Ok(r) = ScanRequest::parse(&body, &headers, &MessageLimits::default()) {
+                proptest::prop_assert!(!r.image.is_empty() && !r.name.is_empty());
+            }
+        }
+
+        #[test]
+        fn json_of_any_shape_is_parsed_or_refused(
+            name in proptest::option::of(proptest::prelude::any::<String>()),
+            image in proptest::option::of("[A-Za-z0-9+/=\\n]{0,40}"),
+            hash in proptest::option::of(proptest::prelude::any::<String>()),
+        ) {
+            let mut object = serde_json::Map::new();
+            if let Some(n) = name { object.insert("name".into(), n.into()); }
+            if let Some(i) = image { object.insert("image".into(), i.into()); }
+            if let Some(h) = hash { object.insert("hash".into(), h.into()); }
+            let body = serde_json::Value::Object(object).to_string();
+            if let Ok(r) = ScanRequest::parse(body.as_bytes(), &BTreeMap::new(), &MessageLimits::default()) {
+                proptest::prop_assert!(ImageHash::parse(r.hash.as_str()).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn names_are_data_even_with_control_characters() {
         let r = parse(r#"{"name":"a\u001b[31m\nb","image":"aGk="}"#).unwrap();
