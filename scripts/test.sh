@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, the hermetic suite, the dlib encoder against Python's
-# face_recognition, and the integration tests against real RabbitMQ and Redis (installed
-# and started here when missing). Fails on the first failure; never skips a suite.
+# Runs every test: formatting, lints, licences, the hermetic suite, the dlib encoder
+# against Python's face_recognition, integration tests and fault drills against real
+# RabbitMQ and Redis (installed and started here when missing), the bad-input corpus,
+# short fuzz runs, and the container/Kubernetes lints. Stops at the first failure; never
+# skips a suite.
 # Usage: scripts/test.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
@@ -10,6 +12,10 @@ cd "$REPO_ROOT"
 ensure_rust
 "$REPO_ROOT/scripts/services.sh"
 "$REPO_ROOT/scripts/python-env.sh"
+apt_install openssl
+for tool in cargo-fuzz cargo-deny; do
+  command -v "$tool" >/dev/null || { log "installing $tool"; cargo install --locked --quiet "$tool"; }
+done
 export FACEREC_PYTHON="$FACEREC_VENV/bin/python"
 export FACEREC_IMAGES
 
@@ -17,6 +23,14 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy (all targets, all features)"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
-log "cargo test (all features: hermetic, dlib, services)"
+log "cargo deny (licences, bans, sources)"
+cargo deny --all-features check licenses bans sources
+log "cargo test: hermetic, dlib parity, services, fault drills, corpus"
 cargo test --workspace --all-features
+log "fuzzing the message parser and the image decoder, 30 s each"
+for target in message decode; do
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time=30 -rss_limit_mb=2048)
+done
+log "container and Kubernetes lints"
+"$REPO_ROOT/scripts/lint-deploy.sh"
 log "all tests passed"

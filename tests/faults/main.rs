@@ -14,6 +14,7 @@ mod own_redis;
 
 mod crashes;
 mod services_down;
+mod tls;
 mod workers;
 
 /// Drills run one at a time.

@@ -9,5 +9,7 @@
 mod helpers;
 
 mod amqp_source;
+#[cfg(feature = "dlib")]
+mod interop;
 mod redis_index;
 mod worker;

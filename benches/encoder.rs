@@ -1,0 +1,55 @@
+//! Encoder time per image, split into decode / detect / landmarks / encode, for each of
+//! face_recognition's sample images at upsample 0 and 1, one encoder thread.
+//! `cargo bench --features dlib --bench encoder [-- RUNS]`: prints one JSON object per
+//! (image, upsample) with the median of RUNS runs (default 7) in milliseconds.
+
+#[cfg(feature = "dlib")]
+fn main() {
+    use facerec::adapters::dlib::{DlibEncoder, EncoderSettings};
+    use facerec::hash::ImageHash;
+    use facerec::ports::FaceEncoder;
+
+    let runs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(7);
+    let dir = std::env::var_os("FACEREC_IMAGES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/facerec/images"));
+    let files = [
+        "obama.jpg",
+        "obama2.jpg",
+        "obama3.jpg",
+        "biden.jpg",
+        "32bit.png",
+        "obama_partial_face.jpg",
+        "obama_partial_face2.jpg",
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for upsample in [0, 1] {
+        let encoder =
+            DlibEncoder::start(EncoderSettings { threads: 1, upsample, ..EncoderSettings::default() }).unwrap();
+        for file in files {
+            let bytes = std::fs::read(dir.join(file)).unwrap();
+            let hash = ImageHash::of_bytes(&bytes);
+            let mut samples: Vec<[f64; 5]> = (0..runs)
+                .map(|_| {
+                    let t = rt.block_on(encoder.encode(&hash, &bytes)).unwrap().times;
+                    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+                    [ms(t.decode), ms(t.detect), ms(t.landmarks), ms(t.encode), ms(t.total())]
+                })
+                .collect();
+            let median = |i: usize| {
+                samples.sort_by(|a, b| a[i].total_cmp(&b[i]));
+                samples[samples.len() / 2][i]
+            };
+            let m: Vec<f64> = (0..5).map(median).collect();
+            println!(
+                "{{\"image\":\"{file}\",\"upsample\":{upsample},\"decode_ms\":{:.2},\"detect_ms\":{:.2},\"landmarks_ms\":{:.2},\"encode_ms\":{:.2},\"total_ms\":{:.2}}}",
+                m[0], m[1], m[2], m[3], m[4]
+            );
+        }
+    }
+}
+
+#[cfg(not(feature = "dlib"))]
+fn main() {
+    eprintln!("the encoder benchmark needs --features dlib");
+}
