@@ -50,6 +50,12 @@ impl DlibEncoder {
     /// shim was compiled for.
     pub fn start(settings: EncoderSettings) -> Result<Self, String> {
         check_cpu()?;
+        // Parallelism comes from encoding several images at once, one per thread; OpenBLAS
+        // threads inside each ResNet call would only fight them for the same cores (the
+        // batch of one image's faces is too small to gain from them: measured 17 ms per
+        // face either way, docs/PERFORMANCE.md).
+        // SAFETY: a plain setter of OpenBLAS's global thread count.
+        unsafe { openblas_set_num_threads(1) };
         let dir = &settings.model_dir;
         let resnet = models::model_file(dir, models::RESNET)?;
         let landmark_file = match settings.landmarks {
@@ -181,6 +187,11 @@ fn encode_one(models: &mut Models, settings: &EncoderSettings, image: &[u8]) -> 
             encode: encoded - landmarked,
         },
     })
+}
+
+unsafe extern "C" {
+    /// From libopenblas, which the `openblas` feature of dlib-face-recognition links.
+    fn openblas_set_num_threads(num_threads: std::os::raw::c_int);
 }
 
 /// Refuses to start on a CPU that lacks what the shim was compiled for (see build.rs).
