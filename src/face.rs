@@ -122,12 +122,15 @@ pub struct StageTimes {
     pub landmarks: Duration,
     /// Face chips and the ResNet for all faces.
     pub encode: Duration,
+    /// Storing the faces and comparing them with every stored face (set by the
+    /// orchestrator around `FaceIndex::add_image`; zero in the encoder's own report).
+    pub store: Duration,
 }
 
 impl StageTimes {
     /// Sum of the stages.
     pub fn total(&self) -> Duration {
-        self.decode + self.detect + self.landmarks + self.encode
+        self.decode + self.detect + self.landmarks + self.encode + self.store
     }
 }
 

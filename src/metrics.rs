@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Upper bounds (seconds) of the processing-time histogram buckets.
 const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-const STAGES: [&str; 5] = ["decode", "detect", "landmarks", "encode", "total"];
+const STAGES: [&str; 6] = ["decode", "detect", "landmarks", "encode", "store", "total"];
 const OUTCOMES: [&str; 4] = ["stored", "name_added", "retry", "dead_letter"];
 
 #[derive(Default)]
@@ -57,7 +57,7 @@ pub struct Metrics {
     outcomes: [AtomicU64; 4],
     faces: AtomicU64,
     in_flight: AtomicI64,
-    stages: Mutex<[Histogram; 5]>,
+    stages: Mutex<[Histogram; 6]>,
 }
 
 impl Metrics {
@@ -130,7 +130,7 @@ impl Observe for Metrics {
             self.faces.fetch_add(*faces as u64, Ordering::Relaxed);
             let mut stages = self.stages.lock().expect("metrics lock");
             for (h, d) in
-                stages.iter_mut().zip([times.decode, times.detect, times.landmarks, times.encode, report.elapsed])
+                stages.iter_mut().zip([times.decode, times.detect, times.landmarks, times.encode, times.store, report.elapsed])
             {
                 h.observe(d);
             }

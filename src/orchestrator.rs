@@ -173,7 +173,7 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
         let encoded = self.encoder.encode(hash, &request.image).await.map_err(|e| {
             if e.is_transient() { StepError::Transient(e.to_string()) } else { StepError::Permanent(e.to_string()) }
         })?;
-        let t = encoded.times;
+        let mut t = encoded.times;
         self.debug(format!(
             "{hash}: {} faces in {}x{} (decode {} ms, detect {} ms, landmarks {} ms, encode {} ms)",
             encoded.faces.len(),
@@ -192,7 +192,9 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
             fingerprint: self.encoder.fingerprint(),
         };
         let faces = &new.faces;
+        let started = std::time::Instant::now();
         let matches = self.index.add_image(&new, self.settings.tolerance).await.map_err(index_error)?;
+        t.store = started.elapsed();
         let mut line = format!("{hash} \"{}\": {} faces, {} matching images", escape(name), faces.len(), matches.len());
         for m in &matches {
             let _ = write!(line, " {}", m.hash);

@@ -11,7 +11,7 @@ use dlib_face_recognition::{
     FaceEncoderNetwork, FaceEncoderTrait, ImageMatrix, LandmarkPredictor, LandmarkPredictorTrait,
 };
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// One image to encode and where to send the answer.
@@ -185,6 +185,7 @@ fn encode_one(models: &mut Models, settings: &EncoderSettings, image: &[u8]) -> 
             detect: detected - decoded,
             landmarks: landmarked - detected,
             encode: encoded - landmarked,
+            store: Duration::ZERO,
         },
     })
 }
