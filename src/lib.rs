@@ -13,6 +13,11 @@
 //! - [`decode`]: image bytes to RGB, with limits.
 //! - [`matching`]: the exact nearest-face kernel shared by both indexes.
 //! - [`log_lines`]: routing keys and safe rendering of progress lines.
+//! - [`http`], [`metrics`]: health, readiness and Prometheus metrics of the worker.
+//! - [`config`], [`capture`], [`people`], [`memory`], [`shutdown`], [`telemetry`]: settings with
+//!   secrets, captured-message files, grouping faces into people, memory housekeeping,
+//!   signals, process logs.
+//! - [`cli`]: the `facerec` subcommands.
 //! - [`adapters`]: the implementations of the ports (dlib, RabbitMQ, Redis, the embedded
 //!   index, folders, captured files, recorded encodings).
 
@@ -29,6 +34,7 @@ pub mod hash;
 pub mod http;
 pub mod log_lines;
 pub mod matching;
+pub mod memory;
 pub mod message;
 pub mod metrics;
 pub mod orchestrator;

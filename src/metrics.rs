@@ -129,9 +129,14 @@ impl Observe for Metrics {
         if let Outcome::Stored { faces, times, .. } = &report.outcome {
             self.faces.fetch_add(*faces as u64, Ordering::Relaxed);
             let mut stages = self.stages.lock().expect("metrics lock");
-            for (h, d) in
-                stages.iter_mut().zip([times.decode, times.detect, times.landmarks, times.encode, times.store, report.elapsed])
-            {
+            for (h, d) in stages.iter_mut().zip([
+                times.decode,
+                times.detect,
+                times.landmarks,
+                times.encode,
+                times.store,
+                report.elapsed,
+            ]) {
                 h.observe(d);
             }
         }

@@ -91,7 +91,8 @@ def fill(args):
             images_db.delete(P + image_hash)
             images_db.sadd(P + image_hash, name)
             faces_db.delete(P + image_hash)
-            rows = batch[i * per_image:(i + 1) * per_image].astype("<f8")
+            # Through float32 and back, as dlib's encodings are (they are computed in float32).
+            rows = batch[i * per_image:(i + 1) * per_image].astype("<f4").astype("<f8")
             faces_db.sadd(P + image_hash, *(row.tobytes() for row in rows))
         for pipe in (faces_db, images_db, names_db):  # names last, as a worker does
             pipe.execute()

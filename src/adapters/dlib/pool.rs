@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use dlib_face_recognition::{
     FaceEncoderNetwork, FaceEncoderTrait, ImageMatrix, LandmarkPredictor, LandmarkPredictorTrait,
 };
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -21,15 +22,15 @@ struct Job {
     span: tracing::Span,
 }
 
-/// A thread's own copy of every model it needs.
-#[derive(Clone)]
+/// What one encoder thread works with: its own detector and network (dlib's are not
+/// thread-safe: they keep per-call buffers), and the shared landmark model (dlib's
+/// `shape_predictor` is only read when predicting).
 struct Models {
     detector: DetectorModel,
-    landmarks: LandmarkPredictor,
+    landmarks: Arc<LandmarkPredictor>,
     net: FaceEncoderNetwork,
 }
 
-#[derive(Clone)]
 enum DetectorModel {
     Hog(HogDetector),
     Cnn(Box<CnnDetector>),
@@ -43,7 +44,8 @@ pub struct DlibEncoder {
 }
 
 impl DlibEncoder {
-    /// Loads the models once, copies them into each thread, starts the threads.
+    /// Starts the threads; each loads its own detector and network from the model files,
+    /// so no extra copy is made (and left behind in the heap) to clone them from.
     ///
     /// # Errors
     /// A missing or unreadable model file, or a CPU without the instructions the C++
@@ -63,18 +65,13 @@ impl DlibEncoder {
             Landmarks::SixtyEight => models::LANDMARKS_68,
         };
         let landmark_path = models::model_file(dir, landmark_file)?;
-        let (detector, detector_id) = match settings.detector {
-            Detector::Hog => (DetectorModel::Hog(HogDetector::new()), "hog".to_owned()),
-            Detector::Cnn => {
-                let path = models::model_file(dir, models::CNN_DETECTOR)?;
-                let cnn = CnnDetector::open(&path).map_err(|e| format!("{}: {}", path.display(), e.0))?;
-                (DetectorModel::Cnn(Box::new(cnn)), format!("cnn:{}", models::short_digest(&path)?))
-            }
+        let cnn_path = match settings.detector {
+            Detector::Hog => None,
+            Detector::Cnn => Some(models::model_file(dir, models::CNN_DETECTOR)?),
         };
-        let loaded = Models {
-            detector,
-            landmarks: LandmarkPredictor::open(&landmark_path)?,
-            net: FaceEncoderNetwork::open(&resnet)?,
+        let detector_id = match &cnn_path {
+            None => "hog".to_owned(),
+            Some(path) => format!("cnn:{}", models::short_digest(path)?),
         };
         let fingerprint = format!(
             "dlib-19.24 detector={detector_id} upsample={} landmarks={}:{} jitters={} resnet={}",
@@ -84,13 +81,32 @@ impl DlibEncoder {
             settings.jitters.max(1),
             models::short_digest(&resnet)?,
         );
+        let landmarks = Arc::new(LandmarkPredictor::open(&landmark_path)?);
         let (tx, rx) = crossbeam_channel::bounded::<Job>(settings.threads.max(1) * 2);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let threads = (0..settings.threads.max(1))
             .map(|i| {
-                let (rx, mut models, settings) = (rx.clone(), loaded.clone(), settings.clone());
+                let (rx, settings, ready) = (rx.clone(), settings.clone(), ready_tx.clone());
+                let (landmarks, resnet, cnn_path) = (landmarks.clone(), resnet.clone(), cnn_path.clone());
                 std::thread::Builder::new()
                     .name(format!("dlib-{i}"))
                     .spawn(move || {
+                        let loaded = load(&resnet, cnn_path.as_deref()).map(|(detector, net)| Models {
+                            detector,
+                            landmarks,
+                            net,
+                        });
+                        let mut models = match loaded {
+                            Ok(m) => {
+                                let _ = ready.send(Ok(()));
+                                m
+                            }
+                            Err(e) => {
+                                let _ = ready.send(Err(e));
+                                return;
+                            }
+                        };
+                        drop(ready);
                         for job in rx {
                             let _entered = job.span.enter();
                             // The receiver may have given up (a shutdown); nothing to do then.
@@ -100,8 +116,28 @@ impl DlibEncoder {
                     .map_err(|e| format!("cannot start encoder thread: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { jobs: Some(tx), threads, fingerprint })
+        drop(ready_tx);
+        let encoder = Self { jobs: Some(tx), threads, fingerprint };
+        for result in ready_rx {
+            result?; // dropping `encoder` stops the threads that did start
+        }
+        crate::memory::release_free_memory();
+        Ok(encoder)
     }
+}
+
+/// A thread's detector and network, read from the model files.
+fn load(
+    resnet: &std::path::Path,
+    cnn: Option<&std::path::Path>,
+) -> Result<(DetectorModel, FaceEncoderNetwork), String> {
+    let detector = match cnn {
+        None => DetectorModel::Hog(HogDetector::new()),
+        Some(path) => {
+            DetectorModel::Cnn(Box::new(CnnDetector::open(path).map_err(|e| format!("{}: {}", path.display(), e.0))?))
+        }
+    };
+    Ok((detector, FaceEncoderNetwork::open(resnet)?))
 }
 
 impl Drop for DlibEncoder {

@@ -215,6 +215,7 @@ impl RedisIndex {
             "face cache loaded from Redis db 3"
         );
         *self.faces.write().expect("cache lock") = fresh;
+        crate::memory::release_free_memory();
         Ok(())
     }
 
