@@ -86,5 +86,7 @@ EOF
 done
 
 log "runtime packages"
-scripts/runtime-packages.sh
+# FACEREC_BINARY: a binary built with --features dlib to check (scripts/test.sh passes the
+# one its test build made; the default builds the release binary).
+scripts/runtime-packages.sh ${FACEREC_BINARY:+"$FACEREC_BINARY"}
 log "lint-deploy: all passed"
