@@ -279,9 +279,30 @@ mod kernel {
     fn screen_portable(rows: &[Row], queries: &[Row], screen: f32, mut hit: impl FnMut(usize, usize)) {
         // One pass over the rows; every query is compared while the row is in cache.
         for (r, row) in rows.iter().enumerate() {
+            prefetch(rows, r + PREFETCH_ROWS);
             for (q, query) in queries.iter().enumerate() {
                 if squared_distance(row, query) <= screen {
                     hit(r, q);
+                }
+            }
+        }
+    }
+
+    /// Rows ahead of the one being compared that are requested early (16 KiB): the scan is
+    /// bound by memory bandwidth, and this measured 1.2-1.4x faster than leaving it to the
+    /// hardware prefetcher on a 2-core Xeon VM (docs/PERFORMANCE.md).
+    const PREFETCH_ROWS: usize = 32;
+
+    #[inline(always)]
+    fn prefetch(rows: &[Row], at: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(row) = rows.get(at) {
+            let p = row.as_ptr().cast::<i8>();
+            // SAFETY: a prefetch never faults; the addresses are inside `row`.
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                for line in 0..8 {
+                    _mm_prefetch::<_MM_HINT_T0>(p.add(line * 64));
                 }
             }
         }

@@ -194,16 +194,25 @@ impl RedisIndex {
         *cursor = text(&last).unwrap_or_else(|| "0-0".into());
         let mut fresh = FaceSet::default();
         let (mut scan, mut skipped) = ("0".to_owned(), 0usize);
+        let load_page =
+            |scan: &str| self.run(&self.scripts.load_page, vec![self.prefix(), scan.into(), LOAD_PAGE.into()]);
+        let mut page = load_page(&scan).await?;
         loop {
-            let page =
-                self.run(&self.scripts.load_page, vec![self.prefix(), scan.as_str().into(), LOAD_PAGE.into()]).await?;
-            let items = array(page)?;
-            let mut items = items.into_iter();
+            let mut items = array(page)?.into_iter();
             scan = items.next().as_ref().and_then(text).ok_or_else(|| malformed("load page"))?;
-            skipped += insert_pairs(&mut fresh, items)?;
             if scan == "0" {
+                skipped += insert_pairs(&mut fresh, items)?;
                 break;
             }
+            // The next page is requested before this one is parsed, so Redis builds it while
+            // this thread converts and inserts (docs/PERFORMANCE.md: load time).
+            let mut next = std::pin::pin!(load_page(&scan));
+            let first = futures::poll!(next.as_mut());
+            skipped += insert_pairs(&mut fresh, items)?;
+            page = match first {
+                std::task::Poll::Ready(page) => page?,
+                std::task::Poll::Pending => next.await?,
+            };
         }
         if skipped > 0 {
             tracing::warn!(skipped, "db 3 values that are not 1024-byte encodings were ignored");
