@@ -34,6 +34,10 @@ pub struct EncoderArgs {
     /// Most faces accepted in one image.
     #[arg(long, env = "FACEREC_MAX_FACES", default_value_t = EncoderSettings::default().max_faces)]
     pub max_faces: usize,
+    /// MiB that the images being encoded may use together (about 49 bytes per pixel at
+    /// upsample 1, 12 at 0); larger images wait, one over the whole budget runs alone.
+    #[arg(long, env = "FACEREC_MEMORY_BUDGET_MB", default_value_t = EncoderSettings::default().memory_budget_mib)]
+    pub memory_budget_mb: u32,
     /// Do not apply EXIF orientation (face_recognition does not apply it).
     #[arg(long, env = "FACEREC_NO_EXIF_ORIENTATION")]
     pub no_exif_orientation: bool,
@@ -56,6 +60,7 @@ impl EncoderArgs {
                 apply_exif_orientation: !self.no_exif_orientation,
             },
             max_faces: self.max_faces,
+            memory_budget_mib: self.memory_budget_mb,
         }
     }
 }

@@ -95,6 +95,15 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbPixels, EncodeEr
     Ok(RgbPixels { width: rgb.width(), height: rgb.height(), data: rgb.into_raw() })
 }
 
+/// Width x height read from the header alone (nothing decoded); `None` when the bytes
+/// are not an image this module reads.
+pub fn header_pixels(bytes: &[u8]) -> Option<u64> {
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
+    reader.format().filter(|f| FORMATS.contains(f))?;
+    let (width, height) = reader.into_dimensions().ok()?;
+    Some(u64::from(width) * u64::from(height))
+}
+
 /// JPEG pixels from libjpeg-turbo, when built with it; `None` means "use the image crate".
 #[cfg(feature = "dlib")]
 fn pixels_from_libjpeg(
@@ -167,6 +176,8 @@ mod tests {
         bytes[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = decode(&bytes, &DecodeLimits::default()).unwrap_err();
         assert!(matches!(err, EncodeError::OverLimit(_)), "{err}");
+        assert_eq!(header_pixels(&bytes), Some(3_600_000_000));
+        assert_eq!(header_pixels(b"hello world"), None);
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(100, 100, Rgb([1, 2, 3])));
         let limits = DecodeLimits { max_pixels: 9_999, ..DecodeLimits::default() };
         assert!(matches!(decode(&png(&img), &limits), Err(EncodeError::OverLimit(_))));

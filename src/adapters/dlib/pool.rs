@@ -20,7 +20,14 @@ struct Job {
     image: Vec<u8>,
     reply: oneshot::Sender<Result<EncodedImage, EncodeError>>,
     span: tracing::Span,
+    /// Its share of the memory budget, MiB.
+    share_mib: u32,
 }
+
+/// After an image this large (MiB), free heap pages are handed back before the next
+/// image may start: each thread allocates from its own malloc arena, so without it two
+/// big images in turn would leave both arenas full, and the budget would not bound RSS.
+const TRIM_AFTER_MIB: u32 = 128;
 
 /// What one encoder thread works with: its own detector and network (dlib's are not
 /// thread-safe: they keep per-call buffers), and the shared landmark model (dlib's
@@ -39,6 +46,10 @@ enum DetectorModel {
 /// dlib face encoder on a pool of `settings.threads` threads.
 pub struct DlibEncoder {
     jobs: Option<crossbeam_channel::Sender<Job>>,
+    /// Permits are MiB of the memory budget.
+    memory: Arc<tokio::sync::Semaphore>,
+    memory_budget_mib: u32,
+    bytes_per_pixel: u64,
     threads: Vec<JoinHandle<()>>,
     fingerprint: String,
 }
@@ -110,14 +121,32 @@ impl DlibEncoder {
                         for job in rx {
                             let _entered = job.span.enter();
                             // The receiver may have given up (a shutdown); nothing to do then.
-                            let _ = job.reply.send(encode_one(&mut models, &settings, &job.image));
+                            let result = encode_one(&mut models, &settings, &job.image);
+                            drop(job.image);
+                            if job.share_mib >= TRIM_AFTER_MIB {
+                                // dlib's detectors keep the last image's feature pyramid (HOG)
+                                // or tensors (CNN): a fresh one holds none.
+                                if let Ok(fresh) = load_detector(cnn_path.as_deref()) {
+                                    models.detector = fresh;
+                                }
+                                crate::memory::release_free_memory();
+                            }
+                            let _ = job.reply.send(result);
                         }
                     })
                     .map_err(|e| format!("cannot start encoder thread: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         drop(ready_tx);
-        let encoder = Self { jobs: Some(tx), threads, fingerprint };
+        let memory_budget_mib = settings.memory_budget_mib.max(1);
+        let encoder = Self {
+            jobs: Some(tx),
+            memory: Arc::new(tokio::sync::Semaphore::new(memory_budget_mib as usize)),
+            memory_budget_mib,
+            bytes_per_pixel: super::bytes_per_pixel(settings.upsample),
+            threads,
+            fingerprint,
+        };
         for result in ready_rx {
             result?; // dropping `encoder` stops the threads that did start
         }
@@ -126,18 +155,35 @@ impl DlibEncoder {
     }
 }
 
+impl DlibEncoder {
+    fn memory_share_mib(&self, image: &[u8]) -> u32 {
+        memory_share_mib(crate::decode::header_pixels(image).unwrap_or(0), self.bytes_per_pixel, self.memory_budget_mib)
+    }
+}
+
+/// An image's share of the memory budget, in MiB: at least 1, at most all of it (so an
+/// image over the budget runs alone rather than never).
+fn memory_share_mib(pixels: u64, bytes_per_pixel: u64, budget_mib: u32) -> u32 {
+    let mib = pixels.saturating_mul(bytes_per_pixel).div_ceil(1 << 20);
+    u32::try_from(mib).unwrap_or(u32::MAX).clamp(1, budget_mib)
+}
+
 /// A thread's detector and network, read from the model files.
 fn load(
     resnet: &std::path::Path,
     cnn: Option<&std::path::Path>,
 ) -> Result<(DetectorModel, FaceEncoderNetwork), String> {
-    let detector = match cnn {
+    Ok((load_detector(cnn)?, FaceEncoderNetwork::open(resnet)?))
+}
+
+/// The HOG detector, or the CNN one read from `cnn`.
+fn load_detector(cnn: Option<&std::path::Path>) -> Result<DetectorModel, String> {
+    Ok(match cnn {
         None => DetectorModel::Hog(HogDetector::new()),
         Some(path) => {
             DetectorModel::Cnn(Box::new(CnnDetector::open(path).map_err(|e| format!("{}: {}", path.display(), e.0))?))
         }
-    };
-    Ok((detector, FaceEncoderNetwork::open(resnet)?))
+    })
 }
 
 impl Drop for DlibEncoder {
@@ -152,8 +198,17 @@ impl Drop for DlibEncoder {
 #[async_trait]
 impl FaceEncoder for DlibEncoder {
     async fn encode(&self, _hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError> {
+        // Held until the answer arrives: big images wait for memory instead of all
+        // being decoded at once.
+        let share_mib = self.memory_share_mib(image);
+        let _memory = self
+            .memory
+            .clone()
+            .acquire_many_owned(share_mib)
+            .await
+            .map_err(|_| EncodeError::Unavailable("encoder stopped".into()))?;
         let (reply, answer) = oneshot::channel();
-        let job = Job { image: image.to_vec(), reply, span: tracing::Span::current() };
+        let job = Job { image: image.to_vec(), reply, span: tracing::Span::current(), share_mib };
         let jobs = self.jobs.clone().ok_or_else(|| EncodeError::Unavailable("encoder stopped".into()))?;
         // The channel is bounded: wait for room off the executor.
         tokio::task::spawn_blocking(move || jobs.send(job))
@@ -246,4 +301,23 @@ fn check_cpu() -> Result<(), String> {
     }
     let _ = arch;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_takes_its_estimated_share_of_the_memory_budget() {
+        let per_pixel = super::super::bytes_per_pixel(1);
+        assert_eq!(per_pixel, 49);
+        // A 12 MP photo at upsample 1: ~561 MiB, so three fit in a 2 GiB budget, not four.
+        assert_eq!(memory_share_mib(12_000_000, per_pixel, 2048), 561);
+        // Nothing decodable from the header: the smallest share, the decoder reports why.
+        assert_eq!(memory_share_mib(0, per_pixel, 2048), 1);
+        // Larger than the whole budget: runs alone instead of waiting forever.
+        assert_eq!(memory_share_mib(40_000_000, per_pixel, 1024), 1024);
+        assert_eq!(memory_share_mib(u64::MAX, u64::MAX, 7), 7);
+        assert_eq!(super::super::bytes_per_pixel(0), 13);
+    }
 }
