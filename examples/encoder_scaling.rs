@@ -1,6 +1,8 @@
-//! How the encoder alone scales with threads: the sample images x 4, encoded with 1 and 2
-//! encoder threads (as many images in flight). `cargo run --release --features dlib
-//! --example encoder_scaling`.
+//! The encoder alone, without broker or Redis: the sample images x COPIES (default 4), in
+//! order, encoded with each given number of threads (default 1 and 2; as many images in
+//! flight). Prints one JSON line per thread count. `cargo run --release --features dlib
+//! --example encoder_scaling [COPIES [THREADS...]]`; benches/run_benchmarks.py uses it as
+//! the end-to-end pipeline's baseline.
 
 #[cfg(feature = "dlib")]
 #[tokio::main]
@@ -19,9 +21,14 @@ async fn main() {
         "obama_partial_face.jpg",
         "obama_partial_face2.jpg",
     ];
-    let images: Vec<Vec<u8>> = (0..4).flat_map(|_| files.iter().map(|f| std::fs::read(dir.join(f)).unwrap())).collect();
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("numbers: COPIES THREADS..."));
+    let copies = args.next().unwrap_or(4);
+    let thread_counts: Vec<usize> = args.collect();
+    let thread_counts = if thread_counts.is_empty() { vec![1, 2] } else { thread_counts };
+    let images: Vec<Vec<u8>> =
+        (0..copies).flat_map(|_| files.iter().map(|f| std::fs::read(dir.join(f)).unwrap())).collect();
     let mut base = 0.0;
-    for threads in [1usize, 2] {
+    for threads in thread_counts {
         let encoder = DlibEncoder::start(EncoderSettings { threads, ..EncoderSettings::default() }).unwrap();
         let started = std::time::Instant::now();
         let encoder = &encoder;
@@ -31,10 +38,14 @@ async fn main() {
             .collect::<Vec<_>>()
             .await;
         let secs = started.elapsed().as_secs_f64();
-        if threads == 1 {
+        if base == 0.0 {
             base = secs;
         }
-        println!("{threads} threads: {secs:.2} s for {} images, {:.2} x", images.len(), base / secs);
+        println!(
+            "{{\"threads\":{threads},\"images\":{},\"seconds\":{secs:.3},\"speedup_vs_first\":{:.3}}}",
+            images.len(),
+            base / secs
+        );
     }
 }
 
