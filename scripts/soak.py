@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -114,10 +115,12 @@ class RedisServer:
 class Worker:
     """One life of `facerec worker`, with its metrics scraped while it runs."""
 
+    binary = FACEREC  # replaced by a private copy at start, so a rebuild cannot change it mid-run
+
     def __init__(self, redis_port, http_port, logfile, life):
         self.http_port = http_port
         self.life = life
-        args = [FACEREC, "worker", "--exchange", NAME, "--queue", NAME, "--routing-key", NAME,
+        args = [self.binary, "worker", "--exchange", NAME, "--queue", NAME, "--routing-key", NAME,
                 "--dead-letter-queue", DEAD, "--redis-url", f"redis://127.0.0.1:{redis_port}",
                 "--http-addr", f"127.0.0.1:{http_port}", "--hostname", NAME]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=logfile, env={**os.environ, "RUST_LOG": "info"})
@@ -303,6 +306,8 @@ def main():
     args = ap.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="facerec-soak-")
+    Worker.binary = shutil.copy(FACEREC, os.path.join(workdir, "facerec"))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     server = RedisServer(workdir)
     http_port = free_port()
     worker_log = open(os.path.join(workdir, "worker.log"), "w")
@@ -425,7 +430,7 @@ def main():
         for k, v in w.metrics.items():
             if k != "facerec_index_faces":
                 totals[k] += v
-    write_report(args, publisher, lives, samples, faults, fault_notes, totals, reasons, problems, match_pairs,
+    write_report(args, commit, publisher, lives, samples, faults, fault_notes, totals, reasons, problems, match_pairs,
                  time.time() - started)
     rabbitmqctl("delete_queue", NAME)
     rabbitmqctl("delete_queue", DEAD)
@@ -436,10 +441,9 @@ def main():
     sys.exit(1 if problems else 0)
 
 
-def write_report(args, publisher, lives, samples, faults, fault_notes, totals, reasons, problems, match_pairs, elapsed):
+def write_report(args, commit, publisher, lives, samples, faults, fault_notes, totals, reasons, problems, match_pairs, elapsed):
     c = publisher.counts
     outcome = lambda o: int(totals.get(f'facerec_messages_total{{outcome="{o}"}}', 0))  # noqa: E731
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     out = [
         "# Soak run",
