@@ -10,18 +10,8 @@ fn main() {
     use facerec::ports::FaceEncoder;
 
     let runs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(7);
-    let dir = std::env::var_os("FACEREC_IMAGES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/facerec/images"));
-    let files = [
-        "obama.jpg",
-        "obama2.jpg",
-        "obama3.jpg",
-        "biden.jpg",
-        "32bit.png",
-        "obama_partial_face.jpg",
-        "obama_partial_face2.jpg",
-    ];
+    let dir = facerec_fakes::samples::sample_images_dir();
+    let files = facerec_fakes::samples::SAMPLE_IMAGES;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for upsample in [0, 1] {
         let encoder =

@@ -11,16 +11,8 @@ async fn main() {
     use facerec::hash::ImageHash;
     use facerec::ports::FaceEncoder;
     use futures::StreamExt;
-    let dir = std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/facerec/images");
-    let files = [
-        "obama.jpg",
-        "obama2.jpg",
-        "obama3.jpg",
-        "biden.jpg",
-        "32bit.png",
-        "obama_partial_face.jpg",
-        "obama_partial_face2.jpg",
-    ];
+    let dir = facerec_fakes::samples::sample_images_dir();
+    let files = facerec_fakes::samples::SAMPLE_IMAGES;
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("numbers: COPIES THREADS..."));
     let copies = args.next().unwrap_or(4);
     let thread_counts: Vec<usize> = args.collect();

@@ -12,11 +12,13 @@
 //! - [`encoder`]: [`FakeEncoder`], canned faces per hash, with call counts and a gate.
 //! - [`logs`]: [`RecordingLogs`], every published line with its routing key.
 //! - [`mocks`]: mockall mocks of the four ports.
+//! - [`samples`]: names and folder of face_recognition's sample images (dlib tests, benches).
 
 pub mod encoder;
 pub mod index;
 pub mod logs;
 pub mod mocks;
+pub mod samples;
 pub mod source;
 pub mod timeline;
 

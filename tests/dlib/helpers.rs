@@ -9,12 +9,7 @@ use std::sync::OnceLock;
 
 /// The folder with face_recognition's test images (`FACEREC_IMAGES`, or the setup cache).
 pub fn images_dir() -> PathBuf {
-    let dir = std::env::var_os("FACEREC_IMAGES").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").expect("HOME");
-        PathBuf::from(home).join(".cache/facerec/images")
-    });
-    assert!(dir.join("obama.jpg").is_file(), "sample images missing in {}: run scripts/setup.sh", dir.display());
-    dir
+    facerec_fakes::samples::sample_images_dir()
 }
 
 /// Bytes of a sample image.

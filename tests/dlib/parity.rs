@@ -8,15 +8,7 @@ use facerec::ports::FaceEncoder;
 use serde_json::Value;
 use std::process::Command;
 
-const FILES: [&str; 7] = [
-    "obama.jpg",
-    "obama2.jpg",
-    "obama3.jpg",
-    "biden.jpg",
-    "32bit.png",
-    "obama_partial_face.jpg",
-    "obama_partial_face2.jpg",
-];
+use facerec_fakes::samples::SAMPLE_IMAGES as FILES;
 
 /// face_recognition's output, one JSON object per file, from scripts/face_recognition_reference.py.
 fn python_reference(upsample: u32) -> Vec<Value> {
