@@ -16,10 +16,11 @@ fn main() {
 #[cfg(feature = "dlib")]
 fn build_shim() {
     println!("cargo:rerun-if-changed=src/adapters/dlib/shim.rs");
+    println!("cargo:rerun-if-changed=src/adapters/dlib/fast_hog.hpp");
     println!("cargo:rerun-if-changed=src/decode/libjpeg.rs");
     let arch = std::env::var("FACEREC_CXX_ARCH").unwrap_or_else(|_| host_arch_flags().to_owned());
     let mut config = cpp_build::Config::new();
-    config.flag("-std=c++14").opt_level(3);
+    config.flag("-std=c++14").opt_level(3).include("src/adapters/dlib");
     for flag in arch.split_whitespace() {
         config.flag(flag);
     }
