@@ -348,6 +348,9 @@ inline void extract_fhog_features_rgb(
         const int iyp = (int)std::floor(yp);
         const float vy0 = yp - iyp;
         const float vy1 = 1.0 - vy0;
+        static_assert(sizeof(matrix<float,18,1>) == 18*sizeof(float), "hist rows are contiguous floats");
+        float* hist_top = &hist[iyp + 1][0](0);
+        float* hist_bottom = &hist[iyp + 1 + 1][0](0);
         int x;
         for (x = 1; x < visible_nc - 7; x += 8)
         {
@@ -366,20 +369,23 @@ inline void extract_fhog_features_rgb(
 
             v = sqrt(v);
 
-            // Now snap the gradient to one of 18 orientations
+            // Now snap the gradient to one of 18 orientations. dlib compares dot and -dot
+            // with the best so far (which never drops below 0): that picks the first o with
+            // the largest |dot|, plus 9 when dot < 0. Same dot products, same choice, half
+            // the blends.
             simd8f best_dot = 0;
-            simd8f best_o = 0;
+            __m256i best_o = _mm256_setzero_si256();
+            const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+            const __m256i nine = _mm256_set1_epi32(9);
             for (int o = 0; o < 9; o++)
             {
                 simd8f dot = grad_x*directions[o](0) + grad_y*directions[o](1);
-                simd8f_bool cmp = dot>best_dot;
-                best_dot = select(cmp, dot, best_dot);
-                dot *= -1;
-                best_o = select(cmp, o, best_o);
-
-                cmp = dot > best_dot;
-                best_dot = select(cmp, dot, best_dot);
-                best_o = select(cmp, o + 9, best_o);
+                const __m256 abs_dot = _mm256_andnot_ps(sign_bit, dot);
+                const __m256 cmp = _mm256_cmp_ps(abs_dot, best_dot, _CMP_GT_OQ);
+                best_dot = _mm256_max_ps(best_dot, abs_dot);
+                const __m256i negative = _mm256_srai_epi32(_mm256_castps_si256(dot), 31);
+                const __m256i bin = _mm256_add_epi32(_mm256_set1_epi32(o), _mm256_and_si256(negative, nine));
+                best_o = _mm256_blendv_epi8(best_o, bin, _mm256_castps_si256(cmp));
             }
 
 
@@ -393,20 +399,23 @@ inline void extract_fhog_features_rgb(
             simd8f v10 = vy1*vx0;
             simd8f v00 = vy0*vx0;
 
-            int32 _best_o[8]; simd8i(best_o).store(_best_o);
-            int32 _ixp[8];    ixp.store(_ixp);
+            // Offsets of the bins in the two histogram rows: cell*18 + orientation.
+            int32 _bin[8];
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(_bin),
+                _mm256_add_epi32(_mm256_mullo_epi32(ixp, _mm256_set1_epi32(18)), best_o));
             float _v11[8];    v11.store(_v11);
             float _v01[8];    v01.store(_v01);
             float _v10[8];    v10.store(_v10);
             float _v00[8];    v00.store(_v00);
 
-            // (dlib writes these eight steps out one by one; same order.)
+            // dlib adds to hist[iyp+1][ixp](o), hist[iyp+2][ixp](o), hist[iyp+1][ixp+1](o),
+            // hist[iyp+2][ixp+1](o), pixel by pixel; the same additions in the same order.
             for (int k = 0; k < 8; ++k)
             {
-                hist[iyp + 1][_ixp[k]](_best_o[k]) += _v11[k];
-                hist[iyp + 1 + 1][_ixp[k]](_best_o[k]) += _v01[k];
-                hist[iyp + 1][_ixp[k] + 1](_best_o[k]) += _v10[k];
-                hist[iyp + 1 + 1][_ixp[k] + 1](_best_o[k]) += _v00[k];
+                hist_top[_bin[k]] += _v11[k];
+                hist_bottom[_bin[k]] += _v01[k];
+                hist_top[_bin[k] + 18] += _v10[k];
+                hist_bottom[_bin[k] + 18] += _v00[k];
             }
         }
         // Now process the right columns that don't fit into simd registers.
