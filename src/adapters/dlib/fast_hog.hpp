@@ -3,18 +3,22 @@
 // face_recognition's detector is dlib's `frontal_face_detector`: an `object_detector` over
 // `scan_fhog_pyramid<pyramid_down<6>>`. Per image it (1) shrinks the RGB image level by level
 // with `resize_image` (bilinear), (2) extracts FHOG features from every level, (3) runs five
-// linear filters over every level and (4) suppresses overlapping boxes. Steps (1) and (2) are
-// three quarters of the time, and most of that is spent gathering single bytes of interleaved
-// RGB pixels into SIMD registers, one `int` at a time.
+// linear filters (61 separable terms each) over every level and (4) suppresses overlapping
+// boxes. dlib spends most of (1) and (2) gathering single bytes of interleaved RGB pixels
+// into SIMD registers one `int` at a time, and much of (3) reloading filter taps.
 //
-// This file does steps (1) and (2) with the same arithmetic, in the same order, on the same
-// pixels, but loads the bytes in bulk: the resize reads each needed pixel with one gather
-// and computes the column positions once per level instead of once per row; the FHOG
-// extraction reads the gradients from planar copies of the colour channels. Everything else
-// (orientation binning, histogram accumulation order, normalisation, filters, non-maximum
-// suppression) is dlib 19.24's own code, copied below or called. The output is therefore
-// bit-for-bit dlib's: `tests/dlib.rs` compares features, scores and boxes with dlib's own
-// scan on the sample images at many sizes.
+// This file does (1)-(3) with the same arithmetic in the same order on the same values, so
+// the output is bit-for-bit dlib's, in about half the time (docs/PERFORMANCE.md):
+// - resize: column positions computed once per level instead of once per row, each pixel
+//   read with one 32-bit load, eight outputs at a time;
+// - FHOG: gradients from planar copies of three rows of the colour channels; the
+//   orientation choice with one blend per direction instead of four (the same choice, see
+//   below); histogram adds through row pointers, in dlib's order;
+// - filters: the ten taps of each separable filter unrolled and held in registers.
+// Everything else (bilinear weights, histogram order, normalisation, thresholds, non-maximum
+// suppression) is dlib 19.24's code, copied below or called. The unit tests in shim.rs
+// compare features, scores and boxes with dlib's own scan on the sample images, their crops
+// and synthetic images; `tests/dlib.rs` compares the encodings with face_recognition's.
 //
 // Without AVX2 the header falls back to dlib's functions. The copied parts are from dlib
 // (Boost Software License 1.0, Copyright (C) 2013 Davis E. King), whose FHOG code derives
@@ -214,46 +218,47 @@ void pyramid_up_2(const in_image_type& in_img, rgb_image& out_img) {
 }
 
 // pyramid_down<6>::operator()(rgb, rgb) with the resize above.
-inline void pyramid_down_6(const rgb_image& original, rgb_image& down) {
+template <typename image_type>
+void pyramid_down_6(const image_type& original, rgb_image& down) {
     const unsigned int N = 6;
-    down.set_size(((N-1)*original.nr())/N+0.5, ((N-1)*original.nc())/N+0.5);
+    down.set_size(((N-1)*num_rows(original))/N+0.5, ((N-1)*num_columns(original))/N+0.5);
     resize_rgb(original, down);
 }
 
 // ---------------------------------------------------------------------------------------
-// (2) FHOG features: the colour channels as planes, so a gradient is eight-wide loads.
+// (2) FHOG features: the colour channels of three rows as planes, so a gradient is
+// eight-wide loads.
 
-struct colour_planes {
-    long nc = 0;
-    std::vector<unsigned char> red, green, blue;
+template <typename image_type>
+class colour_rows {
+public:
+    explicit colour_rows(const image_type& img) : img_(img), nc_(num_columns(img)), rows_(9*nc_) {}
 
-    explicit colour_planes(const rgb_image& img) : nc(img.nc()) {
-        const size_t n = static_cast<size_t>(img.nr())*img.nc();
-        red.resize(n);
-        green.resize(n);
-        blue.resize(n);
-        const rgb_pixel* p = img.size() ? &img[0][0] : nullptr;
-        for (size_t i = 0; i < n; ++i) {
-            red[i] = p[i].red;
-            green[i] = p[i].green;
-            blue[i] = p[i].blue;
+    // Makes rows r-1, r and r+1 available; r only grows, one row at a time or more.
+    void centre_on(long r) {
+        for (long row = std::max(r - 1, loaded_ + 1); row <= r + 1; ++row) {
+            const rgb_pixel* p = &img_[row][0];
+            unsigned char* red = plane(row, 0);
+            unsigned char* green = plane(row, 1);
+            unsigned char* blue = plane(row, 2);
+            for (long c = 0; c < nc_; ++c) {
+                red[c] = p[c].red;
+                green[c] = p[c].green;
+                blue[c] = p[c].blue;
+            }
         }
-    }
-
-    static simd8i load8(const std::vector<unsigned char>& plane, size_t at) {
-        return simd8i(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&plane[at]))));
+        loaded_ = std::max(loaded_, r + 1);
     }
 
     // impl_fhog::get_gradient(r, c, rgb image, simd8f&, simd8f&, simd8f&), same integer
     // arithmetic and the same tie-breaking between channels.
     void gradient(int r, int c, simd8f& grad_x, simd8f& grad_y, simd8f& len) const {
-        const size_t row = static_cast<size_t>(r)*nc, up = row - nc, down = row + nc;
-        simd8i grad_x_red   = load8(red, row+c+1)   - load8(red, row+c-1);
-        simd8i grad_y_red   = load8(red, down+c)    - load8(red, up+c);
-        simd8i grad_x_green = load8(green, row+c+1) - load8(green, row+c-1);
-        simd8i grad_y_green = load8(green, down+c)  - load8(green, up+c);
-        simd8i grad_x_blue  = load8(blue, row+c+1)  - load8(blue, row+c-1);
-        simd8i grad_y_blue  = load8(blue, down+c)   - load8(blue, up+c);
+        simd8i grad_x_red   = load8(plane(r, 0)+c+1)   - load8(plane(r, 0)+c-1);
+        simd8i grad_y_red   = load8(plane(r+1, 0)+c)   - load8(plane(r-1, 0)+c);
+        simd8i grad_x_green = load8(plane(r, 1)+c+1)   - load8(plane(r, 1)+c-1);
+        simd8i grad_y_green = load8(plane(r+1, 1)+c)   - load8(plane(r-1, 1)+c);
+        simd8i grad_x_blue  = load8(plane(r, 2)+c+1)   - load8(plane(r, 2)+c-1);
+        simd8i grad_y_blue  = load8(plane(r+1, 2)+c)   - load8(plane(r-1, 2)+c);
 
         simd8i rlen = grad_x_red*grad_x_red + grad_y_red*grad_y_red;
         simd8i glen = grad_x_green*grad_x_green + grad_y_green*grad_y_green;
@@ -269,12 +274,25 @@ struct colour_planes {
         grad_y = select(cmp, tgrad_y, grad_y_blue);
         len = select(cmp, tlen, blen);
     }
+
+private:
+    static simd8i load8(const unsigned char* p) {
+        return simd8i(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    }
+    unsigned char* plane(long row, int channel) { return &rows_[((row % 3)*3 + channel)*nc_]; }
+    const unsigned char* plane(long row, int channel) const { return &rows_[((row % 3)*3 + channel)*nc_]; }
+
+    const_image_view<image_type> img_;
+    long nc_;
+    long loaded_ = -1;
+    std::vector<unsigned char> rows_;
 };
 
 // impl_fhog::impl_extract_fhog_features for an RGB image and planar output, copied from
-// dlib 19.24 with one change: the eight-pixel gradients come from `colour_planes`.
-inline void extract_fhog_features_rgb(
-    const rgb_image& img_,
+// dlib 19.24 with one change: the eight-pixel gradients come from `colour_rows`.
+template <typename image_type>
+void extract_fhog_features_rgb(
+    const image_type& img_,
     fhog_planes& hog,
     int cell_size,
     int filter_rows_padding,
@@ -282,8 +300,8 @@ inline void extract_fhog_features_rgb(
 ) {
     using impl_fhog::init_hog;
     using impl_fhog::set_hog;
-    const_image_view<rgb_image> img(img_);
-    const colour_planes planes(img_);
+    const_image_view<image_type> img(img_);
+    colour_rows<image_type> rows(img_);
 
     // unit vectors used to compute gradient orientation
     matrix<float,2,1> directions[9];
@@ -348,6 +366,7 @@ inline void extract_fhog_features_rgb(
         const int iyp = (int)std::floor(yp);
         const float vy0 = yp - iyp;
         const float vy1 = 1.0 - vy0;
+        rows.centre_on(y);
         static_assert(sizeof(matrix<float,18,1>) == 18*sizeof(float), "hist rows are contiguous floats");
         float* hist_top = &hist[iyp + 1][0](0);
         float* hist_bottom = &hist[iyp + 1 + 1][0](0);
@@ -357,7 +376,7 @@ inline void extract_fhog_features_rgb(
             simd8f xx(x, x + 1, x + 2, x + 3, x + 4, x + 5, x + 6, x + 7);
             // v will be the length of the gradient vectors.
             simd8f grad_x, grad_y, v;
-            planes.gradient(y, x, grad_x, grad_y, v);
+            rows.gradient(y, x, grad_x, grad_y, v);
 
             // We will use bilinear interpolation to add into the histogram bins.
             // So first we precompute the values needed to determine how much each
@@ -550,8 +569,9 @@ inline void extract_fhog_features_rgb(
 
 // extract_fhog_features(img, planar hog, ...): an image too small for one cell still gets
 // 31 (empty) planes.
-inline void extract_fhog(const rgb_image& img, fhog_planes& hog, int cell_size,
-                         int filter_rows_padding, int filter_cols_padding) {
+template <typename image_type>
+void extract_fhog(const image_type& img, fhog_planes& hog, int cell_size,
+                  int filter_rows_padding, int filter_cols_padding) {
     extract_fhog_features_rgb(img, hog, cell_size, filter_rows_padding, filter_cols_padding);
     if (hog.size() == 0)
         hog.resize(31);
@@ -672,7 +692,8 @@ inline rectangle filter_separable_10(
 #if !defined(__AVX2__)
 // // no AVX2: dlib's own functions
 
-inline void pyramid_down_6(const rgb_image& original, rgb_image& down) {
+template <typename image_type>
+void pyramid_down_6(const image_type& original, rgb_image& down) {
     pyramid_down<6>()(original, down);
 }
 
@@ -681,8 +702,9 @@ void pyramid_up_2(const in_image_type& in_img, rgb_image& out_img) {
     pyramid_up(in_img, out_img, pyramid_down<2>());
 }
 
-inline void extract_fhog(const rgb_image& img, fhog_planes& hog, int cell_size,
-                         int filter_rows_padding, int filter_cols_padding) {
+template <typename image_type>
+void extract_fhog(const image_type& img, fhog_planes& hog, int cell_size,
+                  int filter_rows_padding, int filter_cols_padding) {
     extract_fhog_features(img, hog, cell_size, filter_rows_padding, filter_cols_padding);
 }
 
@@ -698,8 +720,9 @@ inline rectangle filter_separable_10(const array2d<float>& in_img, array2d<float
 // The scan: object_detector<scan_fhog_pyramid<pyramid_down<6>>>::operator()(img, dets,
 // adjust_threshold) with the pyramid built by the functions above.
 
-inline void build_pyramid(const frontal_face_detector& detector, const rgb_image& img,
-                          dlib::array<fhog_planes>& feats) {
+template <typename image_type>
+void build_pyramid(const frontal_face_detector& detector, const image_type& img,
+                   dlib::array<fhog_planes>& feats) {
     const auto& scanner = detector.get_scanner();
     const int cell_size = scanner.get_cell_size();
     const int filter_rows_padding = scanner.get_fhog_window_height();
@@ -720,13 +743,16 @@ inline void build_pyramid(const frontal_face_detector& detector, const rgb_image
     feats.set_size(levels);
 
     extract_fhog(img, feats[0], cell_size, filter_rows_padding, filter_cols_padding);
-    rgb_image temp1, temp2;
-    const rgb_image* previous = &img;
-    for (unsigned long i = 1; i < feats.size(); ++i) {
-        pyramid_down_6(*previous, temp1);
-        extract_fhog(temp1, feats[i], cell_size, filter_rows_padding, filter_cols_padding);
+    if (feats.size() > 1) {
+        rgb_image temp1, temp2;
+        pyramid_down_6(img, temp1);
+        extract_fhog(temp1, feats[1], cell_size, filter_rows_padding, filter_cols_padding);
         swap(temp1, temp2);
-        previous = &temp2;
+        for (unsigned long i = 2; i < feats.size(); ++i) {
+            pyramid_down_6(temp2, temp1);
+            extract_fhog(temp1, feats[i], cell_size, filter_rows_padding, filter_cols_padding);
+            swap(temp1, temp2);
+        }
     }
 }
 
@@ -784,8 +810,9 @@ void detect_from_pyramid(const dlib::array<fhog_planes>& feats, const feature_ex
     std::sort(dets.rbegin(), dets.rend(), impl::compare_pair_rect);
 }
 
-inline void detect(const frontal_face_detector& detector, const rgb_image& img,
-                   std::vector<rect_detection>& final_dets, double adjust_threshold) {
+template <typename image_type>
+void detect(const frontal_face_detector& detector, const image_type& img,
+            std::vector<rect_detection>& final_dets, double adjust_threshold) {
     const auto& scanner = detector.get_scanner();
     dlib::array<fhog_planes> feats;
     build_pyramid(detector, img, feats);

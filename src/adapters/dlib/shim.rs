@@ -41,12 +41,10 @@ cpp! {{
             std::vector<rect_detection> dets;
             array2d<rgb_pixel> temp;
             if (upsample == 0) {
-                if (fast) {
-                    assign_image(temp, img);
-                    facerec_hog::detect(detector, temp, dets, 0.0);
-                } else {
+                if (fast)
+                    facerec_hog::detect(detector, img, dets, 0.0);
+                else
                     detector(img, dets, 0.0);
-                }
             } else if (fast) {
                 facerec_hog::pyramid_up_2(img, temp);
                 for (unsigned int levels = upsample - 1; levels > 0; --levels) {
