@@ -2,6 +2,7 @@
 //! face_recognition's sample images at upsample 0 and 1, one encoder thread.
 //! `cargo bench --features dlib --bench encoder [-- RUNS]`: prints one JSON object per
 //! (image, upsample) with the median of RUNS runs (default 7) in milliseconds.
+//! `FACEREC_DETECTOR` picks the detector (`hog-dlib`: dlib's own HOG scan).
 
 #[cfg(feature = "dlib")]
 fn main() {
@@ -10,12 +11,18 @@ fn main() {
     use facerec::ports::FaceEncoder;
 
     let runs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(7);
+    // FACEREC_DETECTOR=hog-dlib times dlib's own HOG scan instead of ours.
+    let detector = match std::env::var("FACEREC_DETECTOR") {
+        Ok(name) => clap::ValueEnum::from_str(&name, true).expect("FACEREC_DETECTOR: hog, hog-dlib or cnn"),
+        Err(_) => EncoderSettings::default().detector,
+    };
     let dir = facerec_fakes::samples::sample_images_dir();
     let files = facerec_fakes::samples::SAMPLE_IMAGES;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for upsample in [0, 1] {
         let encoder =
-            DlibEncoder::start(EncoderSettings { threads: 1, upsample, ..EncoderSettings::default() }).unwrap();
+            DlibEncoder::start(EncoderSettings { threads: 1, upsample, detector, ..EncoderSettings::default() })
+                .unwrap();
         // One untimed pass: first-use costs (page faults of the largest buffers, lazy
         // initialisation) are not any image's time.
         for file in files {

@@ -24,6 +24,9 @@ use std::path::PathBuf;
 pub enum Detector {
     /// HOG + linear SVM: fast on CPU, face_recognition's default.
     Hog,
+    /// The same HOG detector through dlib's own scan code: the same boxes, about twice the
+    /// time. For comparing (benchmarks, a suspected difference); `hog` is the same result.
+    HogDlib,
     /// mmod CNN: finds more faces at more angles, ~10-50x slower on CPU.
     Cnn,
 }

@@ -1,6 +1,6 @@
 //! The encoder thread pool: N OS threads, each with its own models, fed by a channel.
 
-use super::shim::{CnnDetector, HogDetector};
+use super::shim::{CnnDetector, HogDetector, Scan};
 use super::{Detector, EncoderSettings, Landmarks, models};
 use crate::decode::decode;
 use crate::face::{BoundingBox, EncodedImage, Encoding, Face, StageTimes};
@@ -39,7 +39,7 @@ struct Models {
 }
 
 enum DetectorModel {
-    Hog(HogDetector),
+    Hog(HogDetector, Scan),
     Cnn(Box<CnnDetector>),
 }
 
@@ -77,7 +77,7 @@ impl DlibEncoder {
         };
         let landmark_path = models::model_file(dir, landmark_file)?;
         let cnn_path = match settings.detector {
-            Detector::Hog => None,
+            Detector::Hog | Detector::HogDlib => None,
             Detector::Cnn => Some(models::model_file(dir, models::CNN_DETECTOR)?),
         };
         let detector_id = match &cnn_path {
@@ -99,10 +99,11 @@ impl DlibEncoder {
             .map(|i| {
                 let (rx, settings, ready) = (rx.clone(), settings.clone(), ready_tx.clone());
                 let (landmarks, resnet, cnn_path) = (landmarks.clone(), resnet.clone(), cnn_path.clone());
+                let scan = if settings.detector == Detector::HogDlib { Scan::Dlib } else { Scan::Fast };
                 std::thread::Builder::new()
                     .name(format!("dlib-{i}"))
                     .spawn(move || {
-                        let loaded = load(&resnet, cnn_path.as_deref()).map(|(detector, net)| Models {
+                        let loaded = load(&resnet, cnn_path.as_deref(), scan).map(|(detector, net)| Models {
                             detector,
                             landmarks,
                             net,
@@ -126,7 +127,7 @@ impl DlibEncoder {
                             if job.share_mib >= TRIM_AFTER_MIB {
                                 // dlib's detectors keep the last image's feature pyramid (HOG)
                                 // or tensors (CNN): a fresh one holds none.
-                                if let Ok(fresh) = load_detector(cnn_path.as_deref()) {
+                                if let Ok(fresh) = load_detector(cnn_path.as_deref(), scan) {
                                     models.detector = fresh;
                                 }
                                 crate::memory::release_free_memory();
@@ -172,14 +173,15 @@ fn memory_share_mib(pixels: u64, bytes_per_pixel: u64, budget_mib: u32) -> u32 {
 fn load(
     resnet: &std::path::Path,
     cnn: Option<&std::path::Path>,
+    scan: Scan,
 ) -> Result<(DetectorModel, FaceEncoderNetwork), String> {
-    Ok((load_detector(cnn)?, FaceEncoderNetwork::open(resnet)?))
+    Ok((load_detector(cnn, scan)?, FaceEncoderNetwork::open(resnet)?))
 }
 
-/// The HOG detector, or the CNN one read from `cnn`.
-fn load_detector(cnn: Option<&std::path::Path>) -> Result<DetectorModel, String> {
+/// The HOG detector (run with `scan`), or the CNN one read from `cnn`.
+fn load_detector(cnn: Option<&std::path::Path>, scan: Scan) -> Result<DetectorModel, String> {
     Ok(match cnn {
-        None => DetectorModel::Hog(HogDetector::new()),
+        None => DetectorModel::Hog(HogDetector::new(), scan),
         Some(path) => {
             DetectorModel::Cnn(Box::new(CnnDetector::open(path).map_err(|e| format!("{}: {}", path.display(), e.0))?))
         }
@@ -232,7 +234,7 @@ fn encode_one(models: &mut Models, settings: &EncoderSettings, image: &[u8]) -> 
     drop(pixels);
     let decoded = Instant::now();
     let rects = match &mut models.detector {
-        DetectorModel::Hog(d) => d.detect(&matrix, settings.upsample),
+        DetectorModel::Hog(d, scan) => d.detect(&matrix, settings.upsample, *scan),
         DetectorModel::Cnn(d) => d.detect(&matrix, settings.upsample),
     }
     .map_err(|e| EncodeError::Failed(format!("face detection: {}", e.0)))?;

@@ -224,8 +224,13 @@ impl HogDetector {
 
     /// Face rectangles in `image` coordinates, after upsampling `upsample` times.
     /// Rectangles may extend past the image border (they are not trimmed).
-    pub(super) fn detect(&mut self, image: &ImageMatrix, upsample: u32) -> Result<Vec<Rectangle>, ShimError> {
-        Ok(self.detect_scored(image, upsample, Scan::Fast)?.into_iter().map(|d| d.rect).collect())
+    pub(super) fn detect(
+        &mut self,
+        image: &ImageMatrix,
+        upsample: u32,
+        scan: Scan,
+    ) -> Result<Vec<Rectangle>, ShimError> {
+        Ok(self.detect_scored(image, upsample, scan)?.into_iter().map(|d| d.rect).collect())
     }
 
     /// The detections with their scores, from fast_hog.hpp's scan or dlib's own.
@@ -282,9 +287,9 @@ impl HogDetector {
 /// Which HOG scan to run: the same results either way, `Fast` in less time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Scan {
+    /// fast_hog.hpp.
     Fast,
-    /// Only the tests run dlib's scan, to compare.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// dlib's own `object_detector` call (`--detector hog-dlib`, and the tests' reference).
     Dlib,
 }
 
