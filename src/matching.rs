@@ -19,7 +19,7 @@ type Row = [f32; ENCODING_DIMS];
 
 /// Every stored face of every image, for exact nearest-image queries.
 ///
-/// Memory per face: its 512-byte row, 4 bytes of owner, and per image ~45 bytes for its
+/// Memory per face: its 512-byte row, 4 bytes of owner, and per image ~42 bytes for its
 /// hash (a SHA-256 hex hash is kept as 32 raw bytes) and its place in the lookup table.
 #[derive(Default)]
 pub struct FaceSet {
@@ -182,73 +182,87 @@ fn advise_huge_page(_: *const u8) {}
 
 /// Image hashes, compactly: one byte arena (a lowercase SHA-256 hex hash as its 32 raw
 /// bytes, anything else as its text) and a hash table of slot numbers into it.
+/// Image hashes by slot, with a lookup table. A lowercase SHA-256 hex hash (what facerec
+/// writes) is kept as its 32 raw bytes at `slot * 32`; any other hash text as bytes on the
+/// side (its 32 bytes stay zero).
 #[derive(Default)]
 struct KeyTable {
-    arena: Vec<u8>,
-    /// Start of each slot's bytes in `arena`; the next start (or the arena's end) ends it.
-    starts: Vec<u32>,
+    sha256: Vec<[u8; 32]>,
+    other: HashMap<u32, Box<str>>,
     table: hashbrown::HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
-const HEX_TAG: u8 = 1;
-const TEXT_TAG: u8 = 0;
+/// A hash as the table stores and compares it.
+#[derive(PartialEq, Eq, Hash)]
+enum Key<'a> {
+    Sha256([u8; 32]),
+    Other(&'a str),
+}
+
+impl<'a> Key<'a> {
+    fn of(text: &'a str) -> Self {
+        let is_sha256_hex = text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if is_sha256_hex {
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(text, &mut raw).expect("checked hex");
+            Key::Sha256(raw)
+        } else {
+            Key::Other(text)
+        }
+    }
+}
 
 impl KeyTable {
     fn len(&self) -> usize {
-        self.starts.len()
+        self.sha256.len()
     }
 
-    fn encode(key: &str, out: &mut Vec<u8>) {
-        let is_sha256_hex = key.len() == 64 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if is_sha256_hex {
-            out.push(HEX_TAG);
-            out.extend(hex::decode(key).expect("checked hex"));
-        } else {
-            out.push(TEXT_TAG);
-            out.extend_from_slice(key.as_bytes());
+    fn key(&self, slot: u32) -> Key<'_> {
+        match self.other.get(&slot) {
+            Some(text) => Key::Other(text),
+            None => Key::Sha256(self.sha256[slot as usize]),
         }
     }
 
-    fn stored(&self, slot: u32) -> &[u8] {
-        let start = self.starts[slot as usize] as usize;
-        let end = self.starts.get(slot as usize + 1).map_or(self.arena.len(), |e| *e as usize);
-        &self.arena[start..end]
+    fn find(&self, text: &str) -> Option<u32> {
+        let key = Key::of(text);
+        let hash = self.hasher.hash_one(&key);
+        self.table.find(hash, |slot| self.key(*slot) == key).copied()
     }
 
-    fn find(&self, key: &str) -> Option<u32> {
-        let mut encoded = Vec::with_capacity(key.len() + 1);
-        Self::encode(key, &mut encoded);
-        let hash = self.hasher.hash_one(&encoded[..]);
-        self.table.find(hash, |slot| self.stored(*slot) == &encoded[..]).copied()
-    }
-
-    fn insert(&mut self, key: &str) -> u32 {
-        let slot = u32::try_from(self.starts.len()).expect("more than 2^32 images");
-        self.starts.push(u32::try_from(self.arena.len()).expect("hash arena over 4 GiB"));
-        Self::encode(key, &mut self.arena);
-        let hash = self.hasher.hash_one(self.stored(slot));
-        let (arena, starts, hasher) = (&self.arena, &self.starts, &self.hasher);
-        let rehash = |s: &u32| {
-            let start = starts[*s as usize] as usize;
-            let end = starts.get(*s as usize + 1).map_or(arena.len(), |e| *e as usize);
-            hasher.hash_one(&arena[start..end])
+    fn insert(&mut self, text: &str) -> u32 {
+        let slot = u32::try_from(self.sha256.len()).expect("more than 2^32 images");
+        let key = Key::of(text);
+        let hash = self.hasher.hash_one(&key);
+        match key {
+            Key::Sha256(raw) => self.sha256.push(raw),
+            Key::Other(text) => {
+                self.sha256.push([0; 32]);
+                self.other.insert(slot, text.into());
+            }
+        }
+        let (sha256, other, hasher) = (&self.sha256, &self.other, &self.hasher);
+        let rehash = |s: &u32| match other.get(s) {
+            Some(text) => hasher.hash_one(Key::Other(text)),
+            None => hasher.hash_one(Key::Sha256(sha256[*s as usize])),
         };
         self.table.insert_unique(hash, slot, rehash);
         slot
     }
 
     fn hash(&self, slot: u32) -> ImageHash {
-        let stored = self.stored(slot);
-        let text = match stored[0] {
-            HEX_TAG => hex::encode(&stored[1..]),
-            _ => String::from_utf8_lossy(&stored[1..]).into_owned(),
+        let text = match self.key(slot) {
+            Key::Sha256(raw) => hex::encode(raw),
+            Key::Other(text) => text.to_owned(),
         };
         ImageHash::parse(&text).expect("stored hashes were valid")
     }
 
     fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.starts.capacity() * 4 + self.table.allocation_size()
+        self.sha256.capacity() * 32
+            + self.other.values().map(|t| t.len() + 32).sum::<usize>()
+            + self.table.allocation_size()
     }
 }
 
