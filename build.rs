@@ -18,6 +18,7 @@ fn main() {
 fn build_shim() {
     println!("cargo:rerun-if-changed=src/adapters/dlib/shim.rs");
     println!("cargo:rerun-if-changed=src/adapters/dlib/fast_hog.hpp");
+    println!("cargo:rerun-if-changed=src/adapters/dlib/fast_hog_check.hpp");
     println!("cargo:rerun-if-changed=src/decode/libjpeg.rs");
     let arch = std::env::var("FACEREC_CXX_ARCH").unwrap_or_else(|_| host_arch_flags().to_owned());
     let mut config = cpp_build::Config::new();

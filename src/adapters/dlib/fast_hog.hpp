@@ -3,12 +3,16 @@
 // face_recognition's detector is dlib's `frontal_face_detector`: an `object_detector` over
 // `scan_fhog_pyramid<pyramid_down<6>>`. Per image it (1) shrinks the RGB image level by level
 // with `resize_image` (bilinear), (2) extracts FHOG features from every level, (3) runs five
-// linear filters (61 separable terms each) over every level and (4) suppresses overlapping
+// linear filters (about 61 separable terms each) over every level and (4) suppresses overlapping
 // boxes. dlib spends most of (1) and (2) gathering single bytes of interleaved RGB pixels
 // into SIMD registers one `int` at a time, and much of (3) reloading filter taps.
 //
 // This file does (1)-(3) with the same arithmetic in the same order on the same values, so
-// the output is bit-for-bit dlib's, in about half the time (docs/PERFORMANCE.md):
+// the output is bit-for-bit that of dlib's templates compiled with the same flags, in about
+// half the time (docs/PERFORMANCE.md). (With -mfma the compiler fuses multiply-adds in
+// dlib's expressions and in the same expressions here alike; the tests check it. A dlib
+// built without FMA, such as Python's wheel, can differ in the last bits, as it already
+// did from dlib's own scan built here.)
 // - resize: column positions computed once per level instead of once per row, each pixel
 //   read with one 32-bit load, eight outputs at a time;
 // - FHOG: gradients from planar copies of three rows of the colour channels; the
@@ -139,7 +143,8 @@ void resize_rgb(const in_image_type& in_img, rgb_image& out_img) {
                 const __m256 ftr = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(tr, shift), byte_mask));
                 const __m256 fbl = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(bl, shift), byte_mask));
                 const __m256 fbr = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(br, shift), byte_mask));
-                // dlib: tlf*tl + trf*tr + blf*bl + brf*br, left to right, then truncation.
+                // dlib: tlf*tl + trf*tr + blf*bl + brf*br (the same expression, so the same
+                // fused multiply-adds where the compiler fuses), then truncation.
                 __m256 sum = _mm256_add_ps(_mm256_mul_ps(tlf, ftl), _mm256_mul_ps(trf, ftr));
                 sum = _mm256_add_ps(sum, _mm256_mul_ps(blf, fbl));
                 sum = _mm256_add_ps(sum, _mm256_mul_ps(brf, fbr));
