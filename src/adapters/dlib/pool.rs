@@ -43,6 +43,13 @@ enum DetectorModel {
     Cnn(Box<CnnDetector>),
 }
 
+impl DetectorModel {
+    /// Whether the detector holds on to the last image's buffers.
+    fn keeps_buffers(&self) -> bool {
+        !matches!(self, DetectorModel::Hog(_, Scan::Fast))
+    }
+}
+
 /// dlib face encoder on a pool of `settings.threads` threads.
 pub struct DlibEncoder {
     jobs: Option<crossbeam_channel::Sender<Job>>,
@@ -94,12 +101,12 @@ impl DlibEncoder {
         );
         let landmarks = Arc::new(LandmarkPredictor::open(&landmark_path)?);
         let (tx, rx) = crossbeam_channel::bounded::<Job>(settings.threads.max(1) * 2);
+        let scan = if settings.detector == Detector::HogDlib { Scan::Dlib } else { Scan::Fast };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let threads = (0..settings.threads.max(1))
             .map(|i| {
                 let (rx, settings, ready) = (rx.clone(), settings.clone(), ready_tx.clone());
                 let (landmarks, resnet, cnn_path) = (landmarks.clone(), resnet.clone(), cnn_path.clone());
-                let scan = if settings.detector == Detector::HogDlib { Scan::Dlib } else { Scan::Fast };
                 std::thread::Builder::new()
                     .name(format!("dlib-{i}"))
                     .spawn(move || {
@@ -125,9 +132,12 @@ impl DlibEncoder {
                             let result = encode_one(&mut models, &settings, &job.image);
                             drop(job.image);
                             if job.share_mib >= TRIM_AFTER_MIB {
-                                // dlib's detectors keep the last image's feature pyramid (HOG)
-                                // or tensors (CNN): a fresh one holds none.
-                                if let Ok(fresh) = load_detector(cnn_path.as_deref(), scan) {
+                                // dlib's own HOG scan keeps the last image's feature pyramid,
+                                // the CNN its tensors: a fresh detector holds none. (Our HOG
+                                // scan frees everything when it returns.)
+                                if models.detector.keeps_buffers()
+                                    && let Ok(fresh) = load_detector(cnn_path.as_deref(), scan)
+                                {
                                     models.detector = fresh;
                                 }
                                 crate::memory::release_free_memory();

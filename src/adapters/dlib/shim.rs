@@ -67,7 +67,7 @@ cpp! {{
             return dets;
         }
 
-        inline std::vector<rectangle> cnn_detect(
+        inline std::vector<rect_detection> cnn_detect(
             cnn_net& net,
             const matrix<rgb_pixel>& input,
             unsigned int upsample
@@ -77,10 +77,16 @@ cpp! {{
             for (unsigned int levels = upsample; levels > 0; --levels)
                 pyramid_up(image, pyr);
             auto dets = net(image);
-            std::vector<rectangle> rects;
-            rects.reserve(dets.size());
-            for (auto& d : dets) rects.push_back(pyr.rect_down(d.rect, upsample));
-            return rects;
+            std::vector<rect_detection> out;
+            out.reserve(dets.size());
+            for (auto& d : dets) {
+                rect_detection det;
+                det.detection_confidence = d.detection_confidence;
+                det.weight_index = 0;
+                det.rect = pyr.rect_down(d.rect, upsample);
+                out.push_back(det);
+            }
+            return out;
         }
     }
 }}
@@ -96,12 +102,7 @@ cpp_class!(
 );
 
 cpp_class!(
-    /// `std::vector<dlib::rectangle>`, the detectors' output.
-    unsafe struct RectVec as "std::vector<dlib::rectangle>"
-);
-
-cpp_class!(
-    /// `std::vector<dlib::rect_detection>`: the HOG detector's boxes with their scores.
+    /// `std::vector<dlib::rect_detection>`: the detectors' boxes with their scores.
     unsafe struct DetectionVec as "std::vector<dlib::rect_detection>"
 );
 
@@ -128,23 +129,6 @@ impl DetectionVec {
                     return (*self)[i].detection_confidence;
                 });
                 Scored { rect, confidence }
-            })
-            .collect()
-    }
-}
-
-impl RectVec {
-    fn to_vec(&self) -> Vec<Rectangle> {
-        let len = unsafe {
-            cpp!([self as "const std::vector<dlib::rectangle>*"] -> usize as "size_t" {
-                return self->size();
-            })
-        };
-        (0..len)
-            .map(|i| unsafe {
-                cpp!([self as "const std::vector<dlib::rectangle>*", i as "size_t"] -> Rectangle as "dlib::rectangle" {
-                    return (*self)[i];
-                })
             })
             .collect()
     }
@@ -280,12 +264,12 @@ impl CnnDetector {
 
     /// Face rectangles in `image` coordinates, after upsampling `upsample` times.
     pub(super) fn detect(&mut self, image: &ImageMatrix, upsample: u32) -> Result<Vec<Rectangle>, ShimError> {
-        let out = RectVec::default();
+        let out = DetectionVec::default();
         let mut err = ErrorText::new();
         let (out_ref, err_ref) = (&out, err.ptr());
         let ok = unsafe {
             cpp!([self as "facerec_shim::cnn_net*", image as "const dlib::matrix<dlib::rgb_pixel>*",
-                  upsample as "unsigned int", out_ref as "std::vector<dlib::rectangle>*", err_ref as "char*"] -> bool as "bool" {
+                  upsample as "unsigned int", out_ref as "std::vector<dlib::rect_detection>*", err_ref as "char*"] -> bool as "bool" {
                 try {
                     *out_ref = facerec_shim::cnn_detect(*self, *image, upsample);
                     return true;
@@ -295,7 +279,7 @@ impl CnnDetector {
                 }
             })
         };
-        if ok { Ok(out.to_vec()) } else { Err(err.into_error()) }
+        if ok { Ok(out.to_vec().into_iter().map(|d| d.rect).collect()) } else { Err(err.into_error()) }
     }
 }
 
