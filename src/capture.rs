@@ -10,6 +10,35 @@ pub const EXTENSION: &str = "fcap";
 
 const MAGIC: &[u8; 8] = b"FCAPv1\0\0";
 
+/// A captured-message file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// Cannot read or write the file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Does not start with the captured-message header.
+    #[error("not a captured message (wrong header)")]
+    WrongHeader,
+    /// The body does not decode.
+    #[error("corrupt captured message: {0}")]
+    Corrupt(#[source] bincode::error::DecodeError),
+    /// A file's content is not a captured message.
+    #[error("{}: {source}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: Box<CaptureError>,
+    },
+}
+
 /// One delivery as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapturedMessage {
@@ -64,28 +93,28 @@ impl CapturedMessage {
     ///
     /// # Errors
     /// Wrong magic or a corrupt body.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or("not a captured message (wrong header)")?;
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CaptureError> {
+        let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or(CaptureError::WrongHeader)?;
         bincode::serde::decode_from_slice(rest, bincode::config::standard())
             .map(|(m, _)| m)
-            .map_err(|e| format!("corrupt captured message: {e}"))
+            .map_err(CaptureError::Corrupt)
     }
 
     /// Reads a file.
     ///
     /// # Errors
     /// Unreadable or corrupt file.
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn read(path: &Path) -> Result<Self, CaptureError> {
+        let bytes = std::fs::read(path).map_err(|source| CaptureError::Io { path: path.to_owned(), source })?;
+        Self::from_bytes(&bytes).map_err(|e| CaptureError::File { path: path.to_owned(), source: Box::new(e) })
     }
 
     /// Writes a file.
     ///
     /// # Errors
     /// The file cannot be written.
-    pub fn write(&self, path: &Path) -> Result<(), String> {
-        std::fs::write(path, self.to_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn write(&self, path: &Path) -> Result<(), CaptureError> {
+        std::fs::write(path, self.to_bytes()).map_err(|source| CaptureError::Io { path: path.to_owned(), source })
     }
 }
 

@@ -1,7 +1,44 @@
-//! Connection settings that carry credentials: built from flags, environment variables and
-//! mounted files, and never printed with their secrets.
+//! Settings that carry credentials, and the one error type for configuration mistakes.
+//!
+//! URLs are parsed with the `url` crate and redacted by structure (the password component
+//! is replaced), never by searching strings, so passwords holding `/`, `#`, `?` or `@`
+//! are hidden too. A [`ConfigError`] is never retried: the binary prints its one line and
+//! exits with status 2.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A configuration mistake: a malformed setting, a missing file, contradictory flags.
+/// Each names the setting (flag / environment variable) to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that cannot be used.
+    #[error("{setting}: {reason}")]
+    Invalid {
+        /// The setting, e.g. `REDIS_URL`.
+        setting: &'static str,
+        /// What is wrong with it (never the secret itself).
+        reason: String,
+    },
+    /// A file named by a setting cannot be read.
+    #[error("{setting}: cannot read {}: {source}", path.display())]
+    File {
+        /// The setting, e.g. `REDIS_PASSWORD_FILE`.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ConfigError {
+    /// Shorthand for [`ConfigError::Invalid`].
+    pub fn invalid(setting: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid { setting, reason: reason.into() }
+    }
+}
 
 /// A credential: usable, but shown as `***` by `Debug` and `Display`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -21,11 +58,11 @@ impl Secret {
     /// Reads a credential from a mounted file (a Kubernetes secret), trimming the newline.
     ///
     /// # Errors
-    /// The file cannot be read.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+    /// [`ConfigError::File`] naming `setting` when the file cannot be read.
+    pub fn from_file(setting: &'static str, path: &Path) -> Result<Self, ConfigError> {
         std::fs::read_to_string(path)
             .map(|s| Self(s.trim_end_matches(['\n', '\r']).to_owned()))
-            .map_err(|e| format!("reading secret file {}: {e}", path.display()))
+            .map_err(|source| ConfigError::File { setting, path: path.to_owned(), source })
     }
 }
 
@@ -41,58 +78,143 @@ impl fmt::Display for Secret {
     }
 }
 
-/// `scheme://user:password@host...` with the password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
-            } else {
-                format!("{scheme}://{user}@{host}{tail}")
-            }
+/// A server URL (`amqp`, `amqps`, `redis`, `rediss`) that may hold a password. `Debug` and
+/// `Display` show it with the password replaced by `***`; only [`ServiceUrl::expose`]
+/// gives the whole URL, to hand to a driver.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceUrl(url::Url);
+
+impl ServiceUrl {
+    /// Parses `text` as the value of `setting`, accepting only `schemes` and requiring a host.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `setting`; the message never repeats the URL.
+    pub fn parse(setting: &'static str, text: &str, schemes: &[&str]) -> Result<Self, ConfigError> {
+        let url =
+            url::Url::parse(text.trim()).map_err(|e| ConfigError::invalid(setting, format!("not a URL ({e})")))?;
+        if !schemes.contains(&url.scheme()) {
+            return Err(ConfigError::invalid(
+                setting,
+                format!("scheme {:?} is not one of {}", url.scheme(), schemes.join(", ")),
+            ));
         }
-        None => url.to_owned(),
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(ConfigError::invalid(setting, "the URL has no host"));
+        }
+        Ok(Self(url))
+    }
+
+    /// Builds `scheme://[user][:password@]host:port[/path]` from parts, percent-encoding
+    /// the user name and password.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `setting` when the host is not a valid host.
+    pub fn from_parts(
+        setting: &'static str,
+        scheme: &str,
+        host: &str,
+        port: u16,
+        user: Option<&str>,
+        password: Option<&Secret>,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
+        let mut url = url::Url::parse(&format!("{scheme}://placeholder")).expect("static URL");
+        url.set_host(Some(host)).map_err(|e| ConfigError::invalid(setting, format!("host {host:?}: {e}")))?;
+        url.set_port(Some(port)).map_err(|()| ConfigError::invalid(setting, "port cannot be set"))?;
+        if let Some(user) = user {
+            url.set_username(user).map_err(|()| ConfigError::invalid(setting, "user name cannot be set"))?;
+        }
+        if let Some(password) = password {
+            url.set_password(Some(password.expose()))
+                .map_err(|()| ConfigError::invalid(setting, "password cannot be set"))?;
+        }
+        url.set_path(path);
+        Ok(Self(url))
+    }
+
+    /// The whole URL, password included: pass it to a driver, never log it.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The host, for "Connecting to ..." lines.
+    pub fn host(&self) -> &str {
+        self.0.host_str().unwrap_or_default()
+    }
+
+    /// `host:port` (or the host alone).
+    pub fn host_port(&self) -> String {
+        let host = self.0.host_str().unwrap_or_default();
+        match self.0.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+
+    /// The URL with the password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        shown.to_string()
     }
 }
 
-/// The host (and port) part of a URL, for "Connecting to ..." lines.
-pub fn url_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_owned()
+impl fmt::Debug for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceUrl({})", self.redacted())
+    }
 }
 
-/// Percent-encodes a user name or password for a URL's userinfo.
-pub fn encode_userinfo(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+impl fmt::Display for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn passwords_never_survive_redaction() {
-        assert_eq!(redact_url("amqp://guest:s3cr3t@rabbit:5672/%2f"), "amqp://guest:***@rabbit:5672/%2f");
-        assert_eq!(redact_url("rediss://:p%40ss@redis:6380"), "rediss://:***@redis:6380");
-        assert_eq!(redact_url("redis://redis:6379"), "redis://redis:6379");
-        assert_eq!(format!("{:?} {}", Secret::new("x"), Secret::new("x")), "Secret(***) ***");
-        assert_eq!(url_host("amqp://u:p@rabbit:5672/vh"), "rabbit:5672");
+    const SCHEMES: &[&str] = &["amqp", "amqps", "redis", "rediss"];
+
+    fn url(text: &str) -> ServiceUrl {
+        ServiceUrl::parse("TEST_URL", text, SCHEMES).unwrap()
     }
 
     #[test]
-    fn userinfo_is_percent_encoded() {
-        assert_eq!(encode_userinfo("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+    fn passwords_never_survive_redaction() {
+        for (text, shown) in [
+            ("amqp://guest:s3cr3t@rabbit:5672/%2f", "amqp://guest:***@rabbit:5672/%2f"),
+            ("rediss://:p%40ss@redis:6380", "rediss://:***@redis:6380"),
+            ("redis://redis:6379", "redis://redis:6379"),
+            ("amqp://guest:Pa%2Fss%23Secret1@host/", "amqp://guest:***@host/"),
+        ] {
+            let u = url(text);
+            assert_eq!(u.redacted(), shown);
+            assert_eq!(format!("{u}"), shown);
+            assert_eq!(format!("{u:?}"), format!("ServiceUrl({shown})"));
+        }
+        assert_eq!(format!("{:?} {}", Secret::new("x"), Secret::new("x")), "Secret(***) ***");
+        assert_eq!(url("amqp://u:p@rabbit:5672/vh").host_port(), "rabbit:5672");
+    }
+
+    #[test]
+    fn parts_are_percent_encoded_and_hidden() {
+        let password = Secret::new("Pa/ss#Secret1?@x");
+        let u = ServiceUrl::from_parts("RABBITMQ_HOST", "amqp", "rabbit", 5672, Some("guest"), Some(&password), "/%2f")
+            .unwrap();
+        assert_eq!(u.expose(), "amqp://guest:Pa%2Fss%23Secret1%3F%40x@rabbit:5672/%2f");
+        assert!(!format!("{u} {u:?}").contains("Secret1"));
+    }
+
+    #[test]
+    fn malformed_urls_name_the_setting_without_the_secret() {
+        for bad in ["redis://bad host:x", "redis://:Secret1@host:x", "http://host", "redis://", "not a url"] {
+            let e = ServiceUrl::parse("REDIS_URL", bad, SCHEMES).unwrap_err().to_string();
+            assert!(e.starts_with("REDIS_URL: "), "{e}");
+            assert!(!e.contains("Secret1"), "{e}");
+        }
     }
 }

@@ -25,6 +25,8 @@
 #![recursion_limit = "1024"]
 
 pub mod adapters;
+pub mod app;
+pub mod backoff;
 pub mod capture;
 pub mod cli;
 pub mod config;

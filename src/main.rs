@@ -1,9 +1,36 @@
 //! The `facerec` binary: parse the command line, set up logging, run the subcommand.
+//! A configuration mistake ends the process with status 2 and one line naming the
+//! setting; any other failure with status 1.
 
 use clap::Parser as _;
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = facerec::cli::Cli::parse();
     facerec::telemetry::init(cli.command.default_log_level());
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(facerec::cli::run(cli))
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(facerec::cli::run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// 2 for a configuration mistake anywhere in the chain, 1 otherwise.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(app) = cause.downcast_ref::<facerec::app::AppError>() {
+            return app.exit_code();
+        }
+        if cause.is::<facerec::config::ConfigError>() {
+            return 2;
+        }
+    }
+    1
 }

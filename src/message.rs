@@ -336,3 +336,16 @@ mod tests {
         assert_eq!(r.name, "a\u{1b}[31m\nb");
     }
 }
+
+/// The JSON body producers send: `{"hash": ..., "name": ..., "image": <base64>}`. The one
+/// builder used by `facerec submit`, the tests and the benchmarks.
+pub fn json_body(hash: &ImageHash, name: &str, image: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    serde_json::json!({
+        "hash": hash.as_str(),
+        "name": name,
+        "image": base64::engine::general_purpose::STANDARD.encode(image),
+    })
+    .to_string()
+    .into_bytes()
+}

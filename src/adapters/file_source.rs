@@ -70,7 +70,7 @@ impl FileSource {
                 let body = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 Ok((body, BTreeMap::from([("name".to_owned(), path.display().to_string())])))
             }
-            FileKind::Captures => CapturedMessage::read(path).map(|m| (m.body, m.headers)),
+            FileKind::Captures => CapturedMessage::read(path).map(|m| (m.body, m.headers)).map_err(|e| e.to_string()),
         }
     }
 }

@@ -42,16 +42,49 @@ pub struct Recording {
     pub images: Vec<RecordedImage>,
 }
 
+/// A recording file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    /// Cannot read or write the file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not JSON of the expected shape.
+    #[error("{}: {source}", path.display())]
+    Json {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Another version of the format.
+    #[error("{}: format {found:?}, expected {FORMAT:?}", path.display())]
+    Format {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its format string.
+        found: String,
+    },
+}
+
 impl Recording {
     /// Reads a recording file.
     ///
     /// # Errors
     /// Unreadable file, invalid JSON, or another format.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let recording: Recording = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, RecordingError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| RecordingError::Io { path: path.to_owned(), source })?;
+        let recording: Recording =
+            serde_json::from_str(&text).map_err(|source| RecordingError::Json { path: path.to_owned(), source })?;
         if recording.format != FORMAT {
-            return Err(format!("{}: format {:?}, expected {FORMAT:?}", path.display(), recording.format));
+            return Err(RecordingError::Format { path: path.to_owned(), found: recording.format });
         }
         Ok(recording)
     }
@@ -60,9 +93,10 @@ impl Recording {
     ///
     /// # Errors
     /// The file cannot be written.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+    pub fn save(&self, path: &Path) -> Result<(), RecordingError> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|source| RecordingError::Json { path: path.to_owned(), source })?;
+        std::fs::write(path, text + "\n").map_err(|source| RecordingError::Io { path: path.to_owned(), source })
     }
 
     /// The image recorded from a file called `name`.
@@ -97,7 +131,7 @@ impl RecordedEncoder {
     ///
     /// # Errors
     /// See [`Recording::load`].
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, RecordingError> {
         Recording::load(path).map(Self::new)
     }
 }

@@ -1,10 +1,12 @@
 //! Where RabbitMQ and Redis are, with the seed's variable names (`RABBITMQ_HOST`,
-//! `REDIS_HOST`) and full URLs. Passwords come from the environment or mounted files
-//! and are never printed (`--help` hides their values, logs redact URLs).
+//! `REDIS_HOST`) and full URLs. Passwords are best given in mounted files
+//! (`*_PASSWORD_FILE`) or the environment; a password flag is the last resort (it shows in
+//! `ps`). No password is ever printed: `--help` hides the values, URLs are redacted by
+//! structure. Defaults come from the adapters' settings types.
 
 use crate::adapters::amqp::{AmqpSettings, QueueType};
 use crate::adapters::redis_index::RedisSettings;
-use crate::config::{Secret, encode_userinfo};
+use crate::config::{ConfigError, Secret, ServiceUrl};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,7 +26,8 @@ pub struct BrokerArgs {
     /// RabbitMQ user.
     #[arg(long, env = "RABBITMQ_USER", default_value = "guest")]
     pub rabbitmq_user: String,
-    /// RabbitMQ password [default: guest]
+    /// RabbitMQ password [default: guest]. Prefer RABBITMQ_PASSWORD_FILE or the
+    /// environment: a flag shows in the process list.
     #[arg(long, env = "RABBITMQ_PASSWORD", hide_env_values = true)]
     pub rabbitmq_password: Option<String>,
     /// File holding the RabbitMQ password (a mounted secret).
@@ -34,22 +37,22 @@ pub struct BrokerArgs {
     #[arg(long, env = "RABBITMQ_VHOST", default_value = "/")]
     pub rabbitmq_vhost: String,
     /// Direct exchange images are published to.
-    #[arg(long, env = "FACEREC_EXCHANGE", default_value = "toWorker")]
+    #[arg(long, env = "FACEREC_EXCHANGE", default_value_t = AmqpSettings::default().exchange)]
     pub exchange: String,
     /// Queue workers consume (the seed also spells it toWorkers).
-    #[arg(long, env = "FACEREC_QUEUE", default_value = "toWorker")]
+    #[arg(long, env = "FACEREC_QUEUE", default_value_t = AmqpSettings::default().queue)]
     pub queue: String,
     /// Binding key of the queue on the exchange.
-    #[arg(long, env = "FACEREC_ROUTING_KEY", default_value = "toWorker")]
+    #[arg(long, env = "FACEREC_ROUTING_KEY", default_value_t = AmqpSettings::default().routing_key)]
     pub routing_key: String,
     /// Queue that receives messages that can never be processed, with the reason.
-    #[arg(long, env = "FACEREC_DEAD_LETTER_QUEUE", default_value = "toWorker.dead")]
+    #[arg(long, env = "FACEREC_DEAD_LETTER_QUEUE", default_value_t = AmqpSettings::default().dead_letter_queue)]
     pub dead_letter_queue: String,
     /// Declare the work queue as classic (what seed producers declare) or quorum.
     #[arg(long, env = "FACEREC_QUEUE_TYPE", value_enum, default_value = "classic")]
     pub queue_type: QueueType,
     /// Topic exchange for progress lines.
-    #[arg(long, env = "FACEREC_LOGS_EXCHANGE", default_value = "logs")]
+    #[arg(long, env = "FACEREC_LOGS_EXCHANGE", default_value_t = AmqpSettings::default().logs_exchange)]
     pub logs_exchange: String,
     /// Declare the logs exchange durable when it has to be created.
     #[arg(long, env = "FACEREC_LOGS_DURABLE")]
@@ -60,40 +63,35 @@ impl BrokerArgs {
     /// The AMQP URL these flags describe.
     ///
     /// # Errors
-    /// The password file cannot be read.
-    pub fn url(&self) -> Result<Secret, String> {
+    /// A malformed `RABBITMQ_URL` / host, or an unreadable password file.
+    pub fn url(&self) -> Result<ServiceUrl, ConfigError> {
         if let Some(url) = &self.rabbitmq_url {
-            return Ok(Secret::new(url.clone()));
+            return ServiceUrl::parse("RABBITMQ_URL", url, &["amqp", "amqps"]);
         }
         let password = match (&self.rabbitmq_password_file, &self.rabbitmq_password) {
-            (Some(file), _) => Secret::from_file(file)?,
+            (Some(file), _) => Secret::from_file("RABBITMQ_PASSWORD_FILE", file)?,
             (None, Some(p)) => Secret::new(p.clone()),
             (None, None) => Secret::new("guest"),
         };
-        let vhost = encode_userinfo(&self.rabbitmq_vhost);
-        Ok(Secret::new(format!(
-            "amqp://{}:{}@{}:{}/{vhost}",
-            encode_userinfo(&self.rabbitmq_user),
-            encode_userinfo(password.expose()),
-            self.rabbitmq_host,
-            self.rabbitmq_port
-        )))
+        // The vhost is one path segment: "/" is sent as %2F.
+        let vhost: String = url::form_urlencoded::byte_serialize(self.rabbitmq_vhost.as_bytes()).collect();
+        ServiceUrl::from_parts(
+            "RABBITMQ_HOST",
+            "amqp",
+            &self.rabbitmq_host,
+            self.rabbitmq_port,
+            Some(&self.rabbitmq_user),
+            Some(&password),
+            &format!("/{vhost}"),
+        )
     }
 
-    /// The host shown in "Connecting to rabbitmq(HOST)".
-    pub fn host(&self) -> String {
-        match &self.rabbitmq_url {
-            Some(url) => crate::config::url_host(url),
-            None => self.rabbitmq_host.clone(),
-        }
-    }
-
-    /// Adapter settings.
+    /// Adapter settings for a process called `hostname`.
     ///
     /// # Errors
     /// See [`BrokerArgs::url`].
-    pub fn settings(&self, prefetch: u16, delivery_limit: u32) -> Result<AmqpSettings, String> {
-        let mut s = AmqpSettings::new(self.url()?.expose());
+    pub fn settings(&self, hostname: &str, prefetch: u16, delivery_limit: u32) -> Result<AmqpSettings, ConfigError> {
+        let mut s = AmqpSettings::new(self.url()?, hostname);
         s.exchange = self.exchange.clone();
         s.queue = self.queue.clone();
         s.routing_key = self.routing_key.clone();
@@ -119,20 +117,21 @@ pub struct RedisArgs {
     /// Full URL, e.g. rediss://:password@host:6380 (databases 0-4 are used whatever it says).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
-    /// Redis password (AUTH).
+    /// Redis password (AUTH). Prefer REDIS_PASSWORD_FILE or the environment: a flag shows
+    /// in the process list.
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<String>,
     /// File holding the Redis password (a mounted secret).
     #[arg(long, env = "REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<PathBuf>,
     /// Prefix for every key (to share one Redis between several indexes; empty in production).
-    #[arg(long, env = "FACEREC_REDIS_KEY_PREFIX", default_value = "")]
+    #[arg(long, env = "FACEREC_REDIS_KEY_PREFIX", default_value_t = RedisSettings::default().key_prefix)]
     pub redis_key_prefix: String,
     /// Wait until this many replicas have each write before acknowledging a message.
-    #[arg(long, env = "FACEREC_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    #[arg(long, env = "FACEREC_REDIS_WAIT_REPLICAS", default_value_t = RedisSettings::default().wait_replicas)]
     pub redis_wait_replicas: u32,
     /// Seconds a Redis command may take before it counts as failed.
-    #[arg(long, env = "FACEREC_REDIS_TIMEOUT", default_value_t = 10)]
+    #[arg(long, env = "FACEREC_REDIS_TIMEOUT", default_value_t = RedisSettings::default().command_timeout.as_secs())]
     pub redis_timeout: u64,
 }
 
@@ -140,39 +139,98 @@ impl RedisArgs {
     /// The Redis URL these flags describe.
     ///
     /// # Errors
-    /// The password file cannot be read.
-    pub fn url(&self) -> Result<Secret, String> {
+    /// A malformed `REDIS_URL` / host, or an unreadable password file.
+    pub fn url(&self) -> Result<ServiceUrl, ConfigError> {
         if let Some(url) = &self.redis_url {
-            return Ok(Secret::new(url.clone()));
+            return ServiceUrl::parse("REDIS_URL", url, &["redis", "rediss"]);
         }
         let password = match (&self.redis_password_file, &self.redis_password) {
-            (Some(file), _) => Some(Secret::from_file(file)?),
+            (Some(file), _) => Some(Secret::from_file("REDIS_PASSWORD_FILE", file)?),
             (None, Some(p)) => Some(Secret::new(p.clone())),
             (None, None) => None,
         };
-        let auth = password.map(|p| format!(":{}@", encode_userinfo(p.expose()))).unwrap_or_default();
-        Ok(Secret::new(format!("redis://{auth}{}:{}", self.redis_host, self.redis_port)))
-    }
-
-    /// The host shown in "Connecting to ... redis(HOST)".
-    pub fn host(&self) -> String {
-        match &self.redis_url {
-            Some(url) => crate::config::url_host(url),
-            None => self.redis_host.clone(),
-        }
+        ServiceUrl::from_parts("REDIS_HOST", "redis", &self.redis_host, self.redis_port, None, password.as_ref(), "")
     }
 
     /// Adapter settings.
     ///
     /// # Errors
     /// See [`RedisArgs::url`].
-    pub fn settings(&self) -> Result<RedisSettings, String> {
+    pub fn settings(&self) -> Result<RedisSettings, ConfigError> {
         Ok(RedisSettings {
-            url: self.url()?.expose().to_owned(),
+            url: self.url()?,
             key_prefix: self.redis_key_prefix.clone(),
             wait_replicas: self.redis_wait_replicas,
             command_timeout: Duration::from_secs(self.redis_timeout.max(1)),
             ..RedisSettings::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        redis: RedisArgs,
+    }
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("t").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn passwords_with_url_delimiters_are_encoded_and_never_shown() {
+        let a = parse(&[
+            "--rabbitmq-password",
+            "Pa/ss#Secret1?",
+            "--redis-password",
+            "R/d#Secret2@",
+            "--rabbitmq-vhost",
+            "/",
+        ]);
+        let amqp = a.broker.settings("host-a", 2, 20).unwrap();
+        let redis = a.redis.settings().unwrap();
+        assert_eq!(amqp.url.expose(), "amqp://guest:Pa%2Fss%23Secret1%3F@localhost:5672/%2F");
+        assert_eq!(redis.url.expose(), "redis://:R%2Fd%23Secret2%40@localhost:6379");
+        let shown = format!("{amqp:?} {redis:?} {} {}", amqp.url, redis.url);
+        assert!(!shown.contains("Secret"), "{shown}");
+        assert_eq!(amqp.hostname, "host-a");
+        assert_eq!(amqp.connection_name, "facerec@host-a");
+    }
+
+    #[test]
+    fn malformed_urls_and_unreadable_files_are_configuration_errors() {
+        let a = parse(&["--redis-url", "redis://bad host:x"]);
+        assert!(a.redis.settings().unwrap_err().to_string().starts_with("REDIS_URL: "));
+        let a = parse(&["--rabbitmq-password-file", "/nonexistent/secret"]);
+        let e = a.broker.settings("h", 1, 1).unwrap_err().to_string();
+        assert!(e.starts_with("RABBITMQ_PASSWORD_FILE: cannot read /nonexistent/secret"), "{e}");
+    }
+
+    #[test]
+    fn clap_defaults_are_the_settings_defaults() {
+        let a = parse(&[]);
+        let (amqp, default) = (a.broker.settings("h", 2, 20).unwrap(), AmqpSettings::default());
+        assert_eq!(
+            (&amqp.exchange, &amqp.queue, &amqp.routing_key, &amqp.dead_letter_queue, &amqp.logs_exchange),
+            (
+                &default.exchange,
+                &default.queue,
+                &default.routing_key,
+                &default.dead_letter_queue,
+                &default.logs_exchange
+            )
+        );
+        let (redis, default) = (a.redis.settings().unwrap(), RedisSettings::default());
+        assert_eq!(
+            (&redis.key_prefix, redis.wait_replicas, redis.command_timeout),
+            (&default.key_prefix, default.wait_replicas, default.command_timeout)
+        );
     }
 }

@@ -44,6 +44,16 @@ pub struct EncoderArgs {
 }
 
 impl EncoderArgs {
+    /// dlib with these flags, or the recording in `encodings` when one is given.
+    pub fn choice(&self, encodings: Option<&std::path::Path>) -> crate::app::EncoderChoice {
+        match encodings {
+            Some(file) => {
+                crate::app::EncoderChoice::Recorded { file: file.to_owned(), delay: std::time::Duration::ZERO }
+            }
+            None => crate::app::EncoderChoice::Dlib(self.settings()),
+        }
+    }
+
     /// The settings these flags describe.
     pub fn settings(&self) -> EncoderSettings {
         let defaults = EncoderSettings::default();

@@ -1,7 +1,7 @@
 //! `facerec faces IMAGE...`: the faces in each image, as a table or JSON lines.
 
 use super::encoder_args::EncoderArgs;
-use crate::adapters::dlib::DlibEncoder;
+use crate::app::{self, EncoderChoice};
 use crate::face::{BoundingBox, Encoding};
 use crate::hash::ImageHash;
 use crate::ports::FaceEncoder;
@@ -46,7 +46,7 @@ struct ImageLine<'a> {
 pub async fn run(args: FacesArgs) -> anyhow::Result<()> {
     let settings = args.encoder.settings();
     let parallel = settings.threads;
-    let encoder = DlibEncoder::start(settings).map_err(anyhow::Error::msg)?;
+    let encoder = app::encoder(&EncoderChoice::Dlib(settings))?;
     let encoder = &encoder;
     let mut results = futures::stream::iter(args.images.iter())
         .map(|path| async move {

@@ -1,12 +1,11 @@
 //! `facerec matches NAME|HASH`: the images that share a face with one image, from Redis.
 
 use super::connection_args::RedisArgs;
-use crate::adapters::redis_index::RedisIndex;
-use crate::config::redact_url;
+use crate::app;
 use crate::hash::ImageHash;
 use crate::log_lines::escape;
 use crate::ports::FaceIndex;
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 /// Show the images matching one image (by name or hash), nearest first.
@@ -43,10 +42,9 @@ struct Out {
 
 /// Runs the command.
 pub async fn run(args: MatchesArgs) -> anyhow::Result<()> {
-    let settings = args.redis.settings().map_err(anyhow::Error::msg)?;
-    let index = RedisIndex::connect(settings.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("Redis at {}: {e}", redact_url(&settings.url)))?;
+    let settings = args.redis.settings()?;
+    let url = settings.url.clone();
+    let index = app::redis_index(settings).await.with_context(|| format!("Redis at {url}"))?;
     let hash = match index.hash_of(&args.image).await? {
         Some(h) => h,
         None => match ImageHash::parse(&args.image) {

@@ -1,8 +1,8 @@
 //! `facerec record IMAGE... -o FILE`: saves real dlib encodings for the recorded encoder.
 
 use super::encoder_args::EncoderArgs;
-use crate::adapters::dlib::DlibEncoder;
 use crate::adapters::recorded_encoder::{FORMAT, RecordedImage, Recording};
+use crate::app::{self, EncoderChoice};
 use crate::hash::ImageHash;
 use crate::ports::FaceEncoder;
 use anyhow::Context as _;
@@ -24,7 +24,7 @@ pub struct RecordArgs {
 
 /// Runs the command.
 pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
-    let encoder = DlibEncoder::start(args.encoder.settings()).map_err(anyhow::Error::msg)?;
+    let encoder = app::encoder(&EncoderChoice::Dlib(args.encoder.settings()))?;
     let mut images = Vec::new();
     for path in &args.images {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -35,7 +35,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         images.push(RecordedImage { hash, name, width: encoded.width, height: encoded.height, faces: encoded.faces });
     }
     let recording = Recording { format: FORMAT.to_owned(), fingerprint: encoder.fingerprint(), images };
-    recording.save(&args.output).map_err(anyhow::Error::msg)?;
+    recording.save(&args.output)?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
 }

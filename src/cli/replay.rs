@@ -4,15 +4,12 @@
 use super::connection_args::RedisArgs;
 use super::encoder_args::EncoderArgs;
 use super::pipeline_args::PipelineArgs;
-use crate::adapters::dlib::DlibEncoder;
-use crate::adapters::embedded_index::EmbeddedIndex;
 use crate::adapters::file_source::{FileKind, FileSource};
-use crate::adapters::recorded_encoder::RecordedEncoder;
-use crate::adapters::redis_index::RedisIndex;
 use crate::adapters::stderr_logs::StderrLogs;
+use crate::app;
 use crate::log_lines::escape;
 use crate::orchestrator::{Orchestrator, Outcome};
-use crate::ports::{FaceEncoder, FaceIndex, Settlement};
+use crate::ports::{FaceIndex, Settlement};
 use crate::runner::{self, Report};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,16 +48,13 @@ pub struct ReplayArgs {
 
 /// Runs the command; fails if any message was dead-lettered.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let encoder: Arc<dyn FaceEncoder> = match &args.encodings {
-        Some(file) => Arc::new(RecordedEncoder::load(file).map_err(anyhow::Error::msg)?),
-        None => Arc::new(DlibEncoder::start(args.encoder.settings()).map_err(anyhow::Error::msg)?),
-    };
+    let encoder = app::encoder(&args.encoder.choice(args.encodings.as_deref()))?;
     let index: Arc<dyn FaceIndex> = match args.index {
-        IndexKind::Memory => Arc::new(EmbeddedIndex::in_memory()),
-        IndexKind::Redis => Arc::new(RedisIndex::connect(args.redis.settings().map_err(anyhow::Error::msg)?).await?),
+        IndexKind::Memory => Arc::new(app::embedded_index(None)?),
+        IndexKind::Redis => Arc::new(app::redis_index(args.redis.settings()?).await?),
     };
     let source = Arc::new(FileSource::new(FileKind::Captures, &args.paths)?);
-    let settings = args.pipeline.settings(&crate::log_lines::hostname());
+    let settings = args.pipeline.settings(&app::hostname(None));
     let orchestrator = Arc::new(Orchestrator::new(encoder, index, StderrLogs, settings));
     let observer = Arc::new(|report: &Report| match &report.outcome {
         Outcome::Stored { hash, name, faces, matches, .. } => {

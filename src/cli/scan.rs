@@ -6,16 +6,14 @@
 
 use super::encoder_args::EncoderArgs;
 use super::pipeline_args::PipelineArgs;
-use crate::adapters::dlib::DlibEncoder;
-use crate::adapters::embedded_index::EmbeddedIndex;
 use crate::adapters::file_source::{FileKind, FileSource};
-use crate::adapters::recorded_encoder::RecordedEncoder;
 use crate::adapters::stderr_logs::StderrLogs;
+use crate::app;
 use crate::hash::ImageHash;
-use crate::log_lines::{escape, hostname};
+use crate::log_lines::escape;
 use crate::orchestrator::{Orchestrator, Outcome};
 use crate::people::{FaceRef, group};
-use crate::ports::{FaceEncoder, ImageRecord, Settlement};
+use crate::ports::{ImageRecord, Settlement};
 use crate::runner::{self, Report};
 use anyhow::Context as _;
 use serde::Serialize;
@@ -49,16 +47,10 @@ pub struct ScanArgs {
 
 /// Runs the command.
 pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
-    let encoder: Arc<dyn FaceEncoder> = match &args.encodings {
-        Some(file) => Arc::new(RecordedEncoder::load(file).map_err(anyhow::Error::msg)?),
-        None => Arc::new(DlibEncoder::start(args.encoder.settings()).map_err(anyhow::Error::msg)?),
-    };
-    let index = Arc::new(match &args.index {
-        Some(path) => EmbeddedIndex::open(path)?,
-        None => EmbeddedIndex::in_memory(),
-    });
+    let encoder = app::encoder(&args.encoder.choice(args.encodings.as_deref()))?;
+    let index = Arc::new(app::embedded_index(args.index.as_deref())?);
     let source = Arc::new(FileSource::new(FileKind::Images, &args.paths)?);
-    let settings = args.pipeline.settings(&hostname());
+    let settings = args.pipeline.settings(&app::hostname(None));
     let tolerance = settings.tolerance;
     let orchestrator = Arc::new(Orchestrator::new(encoder, index.clone(), StderrLogs, settings));
 

@@ -2,19 +2,12 @@
 //! (persistent, publisher confirms, mandatory routing) and prints each image's hash.
 
 use super::connection_args::BrokerArgs;
-use crate::adapters::amqp::publish::publish_confirmed;
-use crate::adapters::amqp::topology::declare_work;
-use crate::adapters::amqp::{connect, redacted};
 use crate::adapters::file_source::IMAGE_EXTENSIONS;
+use crate::app;
 use crate::hash::ImageHash;
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
-use lapin::BasicProperties;
-use lapin::options::ConfirmSelectOptions;
-use lapin::types::{AMQPValue, FieldTable};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Largest image fetched from a URL.
 const MAX_DOWNLOAD: u64 = 64 << 20;
@@ -35,40 +28,23 @@ pub struct SubmitArgs {
 
 /// Runs the command.
 pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
-    let settings = args.broker.settings(1, 20).map_err(anyhow::Error::msg)?;
-    let conn = connect(&settings.url, "facerec submit", Duration::from_secs(10))
-        .await
-        .map_err(|e| anyhow::anyhow!("RabbitMQ at {}: {e}", redacted(&settings.url)))?;
-    // Declared here too: with no worker started yet, an undeclared queue would drop images.
-    declare_work(&conn, &settings).await.context("declaring the queues")?;
-    let channel = conn.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    let settings = args.broker.settings(&app::hostname(None), 1, 20)?;
+    let (exchange, routing_key) = (settings.exchange.clone(), settings.routing_key.clone());
+    let publisher = app::publisher(settings).await?;
     let mut sent = 0usize;
     for input in &args.inputs {
         for (name, image) in images(input)? {
             let hash = ImageHash::of_bytes(&image);
-            let (body, properties) = if args.raw {
-                let mut headers = FieldTable::default();
-                headers.insert("hash".into(), AMQPValue::LongString(hash.as_str().into()));
-                headers.insert("name".into(), AMQPValue::LongString(name.as_str().into()));
-                (image, BasicProperties::default().with_headers(headers))
-            } else {
-                let body = serde_json::json!({
-                    "hash": hash.as_str(),
-                    "name": name,
-                    "image": base64::engine::general_purpose::STANDARD.encode(&image),
-                });
-                (body.to_string().into_bytes(), BasicProperties::default().with_content_type("application/json".into()))
-            };
-            publish_confirmed(&channel, &settings.exchange, &settings.routing_key, &body, properties, true)
+            publisher
+                .publish_image(&hash, &name, &image, args.raw)
                 .await
-                .map_err(|e| anyhow::anyhow!("publishing {name}: {e}"))?;
+                .with_context(|| format!("publishing {name}"))?;
             println!("{hash}  {name}");
             sent += 1;
         }
     }
-    let _ = conn.close(200, "done".into()).await;
-    eprintln!("published {sent} images to exchange {:?} (key {:?})", settings.exchange, settings.routing_key);
+    publisher.close().await;
+    eprintln!("published {sent} images to exchange {exchange:?} (key {routing_key:?})");
     Ok(())
 }
 

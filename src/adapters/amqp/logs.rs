@@ -5,7 +5,8 @@
 //! dropped and counted: image processing never waits for a log line.
 
 use super::topology::ensure_exchange;
-use super::{AmqpSettings, connect, redacted};
+use super::{AmqpSettings, connect};
+use crate::backoff::Backoff;
 use crate::ports::LogSink;
 use async_trait::async_trait;
 use lapin::options::BasicPublishOptions;
@@ -66,7 +67,7 @@ async fn send_lines(
     dropped: Arc<AtomicU64>,
     closing: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::default();
     let name = format!("{} logs", settings.connection_name);
     // A line taken from the buffer but not yet sent (kept across a reconnect).
     let mut held: Option<(String, String)> = None;
@@ -83,13 +84,13 @@ async fn send_lines(
                 }
             }
             Err(e) => {
-                tracing::debug!(url = %redacted(&settings.url), error = %e, "logs connection failed");
+                tracing::debug!(error = %e, "logs connection failed");
                 None
             }
         };
         let Some((conn, channel)) = channel else {
             // Keep the buffer moving while disconnected: drop what cannot be sent now.
-            let deadline = tokio::time::sleep(backoff);
+            let deadline = tokio::time::sleep(backoff.next_delay());
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
@@ -104,10 +105,9 @@ async fn send_lines(
             if held.take().is_some() {
                 dropped.fetch_add(1, Ordering::Relaxed);
             }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
             continue;
         };
-        backoff = Duration::from_millis(250);
+        backoff.reset();
         loop {
             let next = match held.take() {
                 Some(l) => Some(l),

@@ -6,11 +6,13 @@
 //! [`logs::AmqpLogs`] each keep a task that connects with backoff, declares what they need
 //! and resumes.
 
+pub mod client;
 pub mod logs;
 pub mod publish;
 pub mod source;
 pub mod topology;
 
+use crate::config::ServiceUrl;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 use std::collections::BTreeMap;
@@ -30,8 +32,8 @@ pub enum QueueType {
 /// Names and limits of the RabbitMQ side.
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
-    /// `amqp://user:password@host:5672/vhost` or `amqps://`.
-    pub url: String,
+    /// `amqp://user:password@host:5672/vhost` or `amqps://` (shown redacted).
+    pub url: ServiceUrl,
     /// Direct exchange images are published to.
     pub exchange: String,
     /// Queue the workers consume.
@@ -51,15 +53,26 @@ pub struct AmqpSettings {
     pub logs_exchange: String,
     /// Whether to declare the logs exchange durable when creating it (pika's default is not).
     pub logs_durable: bool,
+    /// How this process names itself: consumer tag, dead-letter header, connection name.
+    pub hostname: String,
     /// Name shown in the RabbitMQ management UI.
     pub connection_name: String,
 }
 
+impl Default for AmqpSettings {
+    /// The seed's names, `amqp://guest:guest@localhost:5672/%2f`, this machine's host name.
+    fn default() -> Self {
+        let url =
+            ServiceUrl::parse("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f", &["amqp"]).expect("static URL");
+        Self::new(url, &crate::log_lines::hostname())
+    }
+}
+
 impl AmqpSettings {
-    /// The seed's names with `url`.
-    pub fn new(url: impl Into<String>) -> Self {
+    /// The seed's names with `url`, for a process called `hostname`.
+    pub fn new(url: ServiceUrl, hostname: &str) -> Self {
         Self {
-            url: url.into(),
+            url,
             exchange: "toWorker".into(),
             queue: "toWorker".into(),
             routing_key: "toWorker".into(),
@@ -69,7 +82,8 @@ impl AmqpSettings {
             delivery_limit: 20,
             logs_exchange: "logs".into(),
             logs_durable: false,
-            connection_name: format!("facerec@{}", crate::log_lines::hostname()),
+            hostname: hostname.to_owned(),
+            connection_name: format!("facerec@{hostname}"),
         }
     }
 }
@@ -79,16 +93,70 @@ pub const ATTEMPT_HEADER: &str = "x-facerec-attempt";
 /// Header with the reason a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-facerec-reason";
 
+/// What can go wrong talking to RabbitMQ; the lapin error is kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    /// Connecting failed (unreachable, refused, bad credentials, TLS).
+    #[error("cannot connect to RabbitMQ at {url}: {source}")]
+    Connect {
+        /// Redacted URL.
+        url: String,
+        /// lapin's error.
+        #[source]
+        source: lapin::Error,
+    },
+    /// No answer while connecting.
+    #[error("no answer from RabbitMQ at {url} within {timeout:?}")]
+    Timeout {
+        /// Redacted URL.
+        url: String,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// A channel operation (declare, publish, consume, ack) failed.
+    #[error("RabbitMQ {what} failed: {source}")]
+    Channel {
+        /// The operation.
+        what: &'static str,
+        /// lapin's error.
+        #[source]
+        source: lapin::Error,
+    },
+    /// A mandatory message reached no queue.
+    #[error("no queue is bound to exchange {exchange:?} with key {routing_key:?} ({reply})")]
+    Unroutable {
+        /// Exchange.
+        exchange: String,
+        /// Routing key.
+        routing_key: String,
+        /// The broker's reply text.
+        reply: String,
+    },
+    /// The broker nacked a publish.
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    /// Confirms were not enabled on the channel.
+    #[error("publisher confirms are not enabled on this channel")]
+    NoConfirms,
+}
+
+impl AmqpError {
+    /// Wraps a channel-level lapin error.
+    pub fn channel(what: &'static str) -> impl FnOnce(lapin::Error) -> Self {
+        move |source| Self::Channel { what, source }
+    }
+}
+
 /// Opens a connection, giving up after `timeout`.
 ///
 /// # Errors
 /// The broker is unreachable, refuses the credentials, or does not answer in time.
-pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connection, String> {
+pub async fn connect(url: &ServiceUrl, name: &str, timeout: Duration) -> Result<Connection, AmqpError> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(timeout, Connection::connect(url, properties)).await {
+    match tokio::time::timeout(timeout, Connection::connect(url.expose(), properties)).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Err(source)) => Err(AmqpError::Connect { url: url.redacted(), source }),
+        Err(_) => Err(AmqpError::Timeout { url: url.redacted(), timeout }),
     }
 }
 
@@ -117,9 +185,4 @@ pub fn text_headers(table: Option<&FieldTable>) -> BTreeMap<String, String> {
             Some((k.as_str().to_owned(), text))
         })
         .collect()
-}
-
-/// An AMQP URL with its password replaced by `***`, for logs.
-pub fn redacted(url: &str) -> String {
-    crate::config::redact_url(url)
 }

@@ -1,6 +1,7 @@
 //! Publishing with publisher confirms: a message counts as sent only once the broker has
 //! taken responsibility for it.
 
+use super::AmqpError;
 use lapin::Confirmation;
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel};
@@ -17,22 +18,23 @@ pub async fn publish_confirmed(
     body: &[u8],
     properties: BasicProperties,
     mandatory: bool,
-) -> Result<(), String> {
+) -> Result<(), AmqpError> {
     let options = BasicPublishOptions { mandatory, ..BasicPublishOptions::default() };
     let properties = properties.with_delivery_mode(2);
     let confirm = channel
         .basic_publish(exchange.into(), routing_key.into(), options, body, properties)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(AmqpError::channel("publish"))?
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(AmqpError::channel("publish confirm"))?;
     match confirm {
         Confirmation::Ack(None) => Ok(()),
-        Confirmation::Ack(Some(returned)) => Err(format!(
-            "no queue is bound to exchange {exchange:?} with key {routing_key:?} ({})",
-            returned.reply_text
-        )),
-        Confirmation::Nack(_) => Err("the broker refused the message (nack)".into()),
-        Confirmation::NotRequested => Err("publisher confirms are not enabled on this channel".into()),
+        Confirmation::Ack(Some(returned)) => Err(AmqpError::Unroutable {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            reply: returned.reply_text.to_string(),
+        }),
+        Confirmation::Nack(_) => Err(AmqpError::Nacked),
+        Confirmation::NotRequested => Err(AmqpError::NoConfirms),
     }
 }

@@ -14,7 +14,8 @@
 
 use super::publish::publish_confirmed;
 use super::topology::declare_work;
-use super::{ATTEMPT_HEADER, AmqpSettings, QueueType, REASON_HEADER, connect, redacted, text_headers};
+use super::{ATTEMPT_HEADER, AmqpError, AmqpSettings, QueueType, REASON_HEADER, connect, text_headers};
+use crate::backoff::Backoff;
 use crate::ports::{Delivery, DeliveryId, MessageSource, Settlement, SourceError};
 use async_trait::async_trait;
 use futures::StreamExt as _;
@@ -87,7 +88,7 @@ impl AmqpSource {
         let stop = CancellationToken::new();
         let (draining, drained) = (CancellationToken::new(), CancellationToken::new());
         let stats = Arc::new(AmqpStats::default());
-        let consumer_tag = format!("facerec-{}-{}", crate::log_lines::hostname(), std::process::id());
+        let consumer_tag = format!("facerec-{}-{}", settings.hostname, std::process::id());
         let task = tokio::spawn(maintain(
             settings.clone(),
             consumer_tag,
@@ -173,7 +174,7 @@ impl AmqpSource {
         let props = properties.clone().with_headers(headers);
         publish_confirmed(&link.channel, "", &self.settings.queue, body, props, true)
             .await
-            .map_err(SourceError::Unavailable)?;
+            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
         acker.ack(BasicAckOptions::default()).await.map_err(|e| SourceError::Unavailable(e.to_string()))?;
         Ok(())
     }
@@ -183,13 +184,13 @@ impl AmqpSource {
         headers.insert(REASON_HEADER.into(), AMQPValue::LongString(truncate(reason, 4000).into()));
         headers.insert("x-facerec-queue".into(), AMQPValue::LongString(self.settings.queue.as_str().into()));
         headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(p.attempt));
-        headers.insert("x-facerec-worker".into(), AMQPValue::LongString(crate::log_lines::hostname().into()));
+        headers.insert("x-facerec-worker".into(), AMQPValue::LongString(self.settings.hostname.as_str().into()));
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         headers.insert("x-facerec-dead-lettered-at".into(), AMQPValue::Timestamp(now));
         let props = p.properties.clone().with_headers(headers);
         publish_confirmed(&link.channel, "", &self.settings.dead_letter_queue, &p.body, props, true)
             .await
-            .map_err(SourceError::Unavailable)?;
+            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
         p.acker.ack(BasicAckOptions::default()).await.map_err(|e| SourceError::Unavailable(e.to_string()))?;
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -323,7 +324,7 @@ async fn maintain(
     stats: Arc<AmqpStats>,
 ) {
     let Tokens { stop, draining, drained } = tokens;
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = Backoff::default();
     let mut generation = 0u64;
     loop {
         let attempt = tokio::select! {
@@ -334,16 +335,14 @@ async fn maintain(
         let (connection, channel, mut consumer) = match attempt {
             Ok(parts) => parts,
             Err(e) => {
-                tracing::warn!(url = %redacted(&settings.url), error = %e, retry_in = ?backoff, "cannot consume from RabbitMQ");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
+                tracing::warn!(error = %e, "cannot consume from RabbitMQ; retrying");
+                if !backoff.wait(&stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
         };
-        backoff = Duration::from_millis(250);
+        backoff.reset();
         generation += 1;
         stats.connects.fetch_add(1, Ordering::Relaxed);
         tracing::info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming from RabbitMQ");
@@ -389,12 +388,18 @@ async fn maintain(
     }
 }
 
-async fn open(settings: &AmqpSettings, consumer_tag: &str) -> Result<(Connection, Channel, lapin::Consumer), String> {
+async fn open(
+    settings: &AmqpSettings,
+    consumer_tag: &str,
+) -> Result<(Connection, Channel, lapin::Consumer), AmqpError> {
     let connection = connect(&settings.url, &settings.connection_name, Duration::from_secs(10)).await?;
-    declare_work(&connection, settings).await.map_err(|e| format!("declaring queues: {e}"))?;
-    let channel = connection.create_channel().await.map_err(|e| e.to_string())?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(|e| e.to_string())?;
-    channel.basic_qos(settings.prefetch.max(1), BasicQosOptions::default()).await.map_err(|e| e.to_string())?;
+    declare_work(&connection, settings).await.map_err(AmqpError::channel("declaring the queues"))?;
+    let channel = connection.create_channel().await.map_err(AmqpError::channel("opening a channel"))?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(AmqpError::channel("confirm.select"))?;
+    channel
+        .basic_qos(settings.prefetch.max(1), BasicQosOptions::default())
+        .await
+        .map_err(AmqpError::channel("basic.qos"))?;
     let consumer = channel
         .basic_consume(
             settings.queue.as_str().into(),
@@ -403,6 +408,6 @@ async fn open(settings: &AmqpSettings, consumer_tag: &str) -> Result<(Connection
             FieldTable::default(),
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(AmqpError::channel("basic.consume"))?;
     Ok((connection, channel, consumer))
 }

