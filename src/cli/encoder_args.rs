@@ -1,6 +1,6 @@
 //! Encoder flags shared by `faces`, `scan`, `record`, `worker` and `replay`.
 
-use crate::adapters::dlib::{Detector, EncoderSettings, Landmarks, models};
+use crate::adapters::dlib::{Detector, EncoderSettings, Landmarks, default_threads, models};
 use crate::decode::DecodeLimits;
 use std::path::PathBuf;
 
@@ -11,18 +11,19 @@ pub struct EncoderArgs {
     #[arg(long, env = "FACEREC_MODELS", value_name = "DIR")]
     pub models: Option<PathBuf>,
     /// Face detector.
-    #[arg(long, env = "FACEREC_DETECTOR", value_enum, default_value = "hog")]
+    #[arg(long, env = "FACEREC_DETECTOR", value_enum, default_value_t = EncoderSettings::default().detector)]
     pub detector: Detector,
     /// Times to upsample the image before detecting (face_recognition's default is 1).
-    #[arg(long, env = "FACEREC_UPSAMPLE", default_value_t = 1)]
+    #[arg(long, env = "FACEREC_UPSAMPLE", default_value_t = EncoderSettings::default().upsample)]
     pub upsample: u32,
     /// Landmark model used to align faces.
-    #[arg(long, env = "FACEREC_LANDMARKS", value_enum, default_value = "5")]
+    #[arg(long, env = "FACEREC_LANDMARKS", value_enum, default_value_t = EncoderSettings::default().landmarks)]
     pub landmarks: Landmarks,
     /// Times to re-sample each face when encoding (higher is slower, slightly more accurate).
-    #[arg(long, env = "FACEREC_JITTERS", default_value_t = 1)]
+    #[arg(long, env = "FACEREC_JITTERS", default_value_t = EncoderSettings::default().jitters)]
     pub jitters: u32,
-    /// Encoder threads [default: number of cores]
+    /// Encoder threads, each holding ~22 MB of models [default: the cores, at most one per
+    /// 512 MiB of FACEREC_MEMORY_BUDGET_MB]
     #[arg(long, env = "FACEREC_ENCODER_THREADS")]
     pub encoder_threads: Option<usize>,
     /// Largest image, in pixels; larger ones are refused before decoding.
@@ -56,14 +57,13 @@ impl EncoderArgs {
 
     /// The settings these flags describe.
     pub fn settings(&self) -> EncoderSettings {
-        let defaults = EncoderSettings::default();
         EncoderSettings {
             model_dir: self.models.clone().unwrap_or_else(models::default_model_dir),
             detector: self.detector,
             upsample: self.upsample,
             landmarks: self.landmarks,
             jitters: self.jitters.max(1),
-            threads: self.encoder_threads.unwrap_or(defaults.threads).max(1),
+            threads: self.encoder_threads.unwrap_or_else(|| default_threads(self.memory_budget_mb)).max(1),
             decode: DecodeLimits {
                 max_bytes: self.max_image_bytes,
                 max_pixels: self.max_pixels,

@@ -55,7 +55,8 @@ pub struct EncoderSettings {
     pub landmarks: Landmarks,
     /// Times to re-sample each face when encoding (1 = no jitter).
     pub jitters: u32,
-    /// Encoder threads (each holds ~100 MB of models).
+    /// Encoder threads (each holds its own ~22 MB of models). Default:
+    /// [`default_threads`].
     pub threads: usize,
     /// Decode limits.
     pub decode: DecodeLimits,
@@ -74,18 +75,30 @@ pub fn bytes_per_pixel(upsample: u32) -> u64 {
     49u64.saturating_mul(4u64.saturating_pow(upsample)).div_ceil(4)
 }
 
+/// MiB of the memory budget one typical photo needs while encoded: a 12 MP phone photo at
+/// upsample 1 takes 12e6 x 49 bytes, about 560 MiB; 512 keeps the round figure.
+const TYPICAL_IMAGE_MIB: u32 = 512;
+
+/// Encoder threads worth starting: one per core, but no more than the memory budget can
+/// feed with typical photos at once (a thread waiting for budget only holds its models).
+pub fn default_threads(memory_budget_mib: u32) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min((memory_budget_mib / TYPICAL_IMAGE_MIB).max(1) as usize)
+}
+
 impl Default for EncoderSettings {
     fn default() -> Self {
+        let memory_budget_mib = 2048;
         Self {
             model_dir: models::default_model_dir(),
             detector: Detector::Hog,
             upsample: 1,
             landmarks: Landmarks::Five,
             jitters: 1,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: default_threads(memory_budget_mib),
             decode: DecodeLimits::default(),
             max_faces: 1000,
-            memory_budget_mib: 2048,
+            memory_budget_mib,
         }
     }
 }
