@@ -22,14 +22,14 @@ pub struct BrokerArgs {
     /// Full URL, e.g. amqps://user:password@host:5671/vhost (overrides host, port, user,
     /// password, vhost).
     #[arg(long, env = "RABBITMQ_URL", hide_env_values = true)]
-    pub rabbitmq_url: Option<String>,
+    pub rabbitmq_url: Option<Secret>,
     /// RabbitMQ user.
     #[arg(long, env = "RABBITMQ_USER", default_value = "guest")]
     pub rabbitmq_user: String,
     /// RabbitMQ password [default: guest]. Prefer RABBITMQ_PASSWORD_FILE or the
     /// environment: a flag shows in the process list.
     #[arg(long, env = "RABBITMQ_PASSWORD", hide_env_values = true)]
-    pub rabbitmq_password: Option<String>,
+    pub rabbitmq_password: Option<Secret>,
     /// File holding the RabbitMQ password (a mounted secret).
     #[arg(long, env = "RABBITMQ_PASSWORD_FILE")]
     pub rabbitmq_password_file: Option<PathBuf>,
@@ -66,11 +66,11 @@ impl BrokerArgs {
     /// A malformed `RABBITMQ_URL` / host, or an unreadable password file.
     pub fn url(&self) -> Result<ServiceUrl, ConfigError> {
         if let Some(url) = &self.rabbitmq_url {
-            return ServiceUrl::parse("RABBITMQ_URL", url, &["amqp", "amqps"]);
+            return ServiceUrl::parse("RABBITMQ_URL", url.expose(), &["amqp", "amqps"]);
         }
         let password = match (&self.rabbitmq_password_file, &self.rabbitmq_password) {
             (Some(file), _) => Secret::from_file("RABBITMQ_PASSWORD_FILE", file)?,
-            (None, Some(p)) => Secret::new(p.clone()),
+            (None, Some(p)) => p.clone(),
             (None, None) => Secret::new("guest"),
         };
         // The vhost is one path segment: "/" is sent as %2F.
@@ -116,11 +116,11 @@ pub struct RedisArgs {
     pub redis_port: u16,
     /// Full URL, e.g. rediss://:password@host:6380 (databases 0-4 are used whatever it says).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Secret>,
     /// Redis password (AUTH). Prefer REDIS_PASSWORD_FILE or the environment: a flag shows
     /// in the process list.
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
+    pub redis_password: Option<Secret>,
     /// File holding the Redis password (a mounted secret).
     #[arg(long, env = "REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<PathBuf>,
@@ -142,11 +142,11 @@ impl RedisArgs {
     /// A malformed `REDIS_URL` / host, or an unreadable password file.
     pub fn url(&self) -> Result<ServiceUrl, ConfigError> {
         if let Some(url) = &self.redis_url {
-            return ServiceUrl::parse("REDIS_URL", url, &["redis", "rediss"]);
+            return ServiceUrl::parse("REDIS_URL", url.expose(), &["redis", "rediss"]);
         }
         let password = match (&self.redis_password_file, &self.redis_password) {
             (Some(file), _) => Some(Secret::from_file("REDIS_PASSWORD_FILE", file)?),
-            (None, Some(p)) => Some(Secret::new(p.clone())),
+            (None, Some(p)) => Some(p.clone()),
             (None, None) => None,
         };
         ServiceUrl::from_parts("REDIS_HOST", "redis", &self.redis_host, self.redis_port, None, password.as_ref(), "")
@@ -198,10 +198,17 @@ mod tests {
         let redis = a.redis.settings().unwrap();
         assert_eq!(amqp.url.expose(), "amqp://guest:Pa%2Fss%23Secret1%3F@localhost:5672/%2F");
         assert_eq!(redis.url.expose(), "redis://:R%2Fd%23Secret2%40@localhost:6379");
-        let shown = format!("{amqp:?} {redis:?} {} {}", amqp.url, redis.url);
-        assert!(!shown.contains("Secret"), "{shown}");
+        let shown = format!("{amqp:?} {redis:?} {} {} {:?} {:?}", amqp.url, redis.url, a.broker, a.redis);
+        assert!(!shown.contains("Secret1") && !shown.contains("Secret2"), "{shown}");
         assert_eq!(amqp.hostname, "host-a");
         assert_eq!(amqp.connection_name, "facerec@host-a");
+    }
+
+    #[test]
+    fn urls_given_whole_are_hidden_in_debug_output() {
+        let a = parse(&["--rabbitmq-url", "amqp://u:Pa%2Fss%23Secret1@h/", "--redis-url", "redis://:Secret2@h:1"]);
+        let shown = format!("{:?} {:?} {:?} {:?}", a.broker, a.redis, a.broker.settings("h", 1, 1), a.redis.settings());
+        assert!(!shown.contains("Secret1") && !shown.contains("Secret2"), "{shown}");
     }
 
     #[test]

@@ -82,3 +82,38 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<()> {
     app::worker::run(config, crate::shutdown::on_signals()).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    /// Every settings struct the worker builds, formatted with `{:?}`, shows no password
+    /// given by flag, URL or file.
+    #[test]
+    fn no_settings_struct_shows_a_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "F/le#Secret3?\n").unwrap();
+        let file = file.to_str().unwrap();
+        for args in [
+            vec!["--rabbitmq-password", "Pa/ss#Secret1?", "--redis-password", "R/d#Secret2@"],
+            vec!["--rabbitmq-url", "amqps://u:Pa%2Fss%23Secret1@h:5671/v", "--redis-url", "rediss://:Secret2@h:1"],
+            vec!["--rabbitmq-password-file", file, "--redis-password-file", file],
+        ] {
+            let cli = Cli::try_parse_from(std::iter::once("facerec").chain(args.iter().copied())).unwrap();
+            let config = cli.worker.config().unwrap();
+            let shown = format!("{:?} {config:?} {} {}", cli.worker, config.amqp.url, config.redis.url);
+            for secret in ["Secret1", "Secret2", "Secret3"] {
+                assert!(!shown.contains(secret), "{secret} shown in {shown}");
+            }
+            assert!(config.amqp.url.expose().contains("Secret") && config.redis.url.expose().contains("Secret"), "passwords reach the drivers");
+        }
+    }
+}
