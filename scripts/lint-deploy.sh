@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lints everything that deploys facerec: container/Dockerfile (hadolint), the deploy
 # scripts (shellcheck), k8s/ (yamllint; every kustomization rendered and validated against
-# the Kubernetes schemas; Secret references checked), then the Dockerfile's runtime
+# the Kubernetes schemas; Secret references, NetworkPolicy selectors and ports, and the
+# hosts given to the workers checked), then the Dockerfile's runtime
 # packages against the binary (scripts/runtime-packages.sh). Idempotent.
 source "$(dirname "$0")/common.sh"
 
@@ -82,6 +83,56 @@ bad = [f"{n}/{k}" if k else n for n, k in refs if n not in secrets or (k and k n
 if bad:
     sys.exit(f"{sys.argv[1]}: missing Secret keys: {', '.join(sorted(set(bad)))}")
 print(f"  {len(set(refs))} references to {', '.join(sorted(secrets))}: all present")
+EOF
+done
+
+log "NetworkPolicies select pods of their render, on ports those pods listen on; the hosts given to the workers are Services"
+for render in "$rendered"/base.yaml "$rendered"/overlays-*.yaml; do
+  [[ -e $render ]] || { echo "  skipped: nothing rendered (needs kubectl)"; continue; }
+  python3 - "$render" <<'EOF'
+import os, sys, yaml
+# A policy whose selector matches no pod silently protects nothing, and one naming a port
+# the pods do not listen on blocks the traffic it meant to allow: both pass the schemas.
+where = os.path.basename(sys.argv[1])
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pods = [(d["spec"]["template"]["metadata"].get("labels", {}),
+         {p["containerPort"] for c in d["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])},
+         d) for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+def matching(selector):
+    if selector.get("matchExpressions"):
+        sys.exit(f"{where}: matchExpressions in a NetworkPolicy: extend this check")
+    labels = selector.get("matchLabels", {})
+    return [ports for l, ports, _ in pods if all(l.get(k) == v for k, v in labels.items())]
+bad, policies = [], [d for d in docs if d["kind"] == "NetworkPolicy"]
+for policy in policies:
+    name, spec = policy["metadata"]["name"], policy["spec"]
+    selected = matching(spec["podSelector"])
+    if not selected:
+        bad.append(f"{name}: podSelector {spec['podSelector']} selects no pod")
+    for rule in spec.get("ingress", []):
+        bad.extend(f"{name}: ingress port {p['port']} is not a container port of every pod it selects"
+                   for p in rule.get("ports", []) if not all(p["port"] in ports for ports in selected))
+        bad.extend(f"{name}: ingress from {peer['podSelector']} matches no pod"
+                   for peer in rule.get("from", []) if "podSelector" in peer and "namespaceSelector" not in peer
+                   and not matching(peer["podSelector"]))
+    for rule in spec.get("egress", []):
+        for peer in rule.get("to", []):
+            if "podSelector" not in peer or "namespaceSelector" in peer:
+                continue
+            targets = matching(peer["podSelector"])
+            if not targets:
+                bad.append(f"{name}: egress to {peer['podSelector']} matches no pod")
+            bad.extend(f"{name}: egress port {p['port']} is not a container port of {peer['podSelector']}"
+                       for p in rule.get("ports", []) if not all(p["port"] in ports for ports in targets))
+services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+for _, _, d in pods:
+    for c in d["spec"]["template"]["spec"]["containers"]:
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        bad.extend(f"{d['metadata']['name']}: {v}={env[v]} is no Service of this render"
+                   for v in ("REDIS_HOST", "RABBITMQ_HOST") if v in env and env[v] not in services)
+if bad:
+    sys.exit(f"{where}:\n  " + "\n  ".join(bad))
+print(f"  {where}: {len(policies)} NetworkPolicies, {len(services)} Services: consistent")
 EOF
 done
 
