@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 "$REPO_ROOT/scripts/setup.sh"
 "$REPO_ROOT/scripts/services.sh"
 "$REPO_ROOT/scripts/python-env.sh"
+ensure_rust
 export FACEREC_IMAGES
 cd "$REPO_ROOT"
 cargo build --release --quiet --features dlib

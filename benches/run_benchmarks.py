@@ -11,53 +11,34 @@ worker holding 1M faces (load time, RSS).
 
 Usage: benches/run.sh [--quick] [--skip-build-flags]   (needs scripts/setup.sh,
 scripts/services.sh and scripts/python-env.sh; uses key prefixes bench-*: and queues
-bench-*, removed afterwards)
+bench-*, removed afterwards). Shared helpers come from scripts/harness.py.
 """
 import argparse
+import base64
 import datetime
 import hashlib
 import json
 import os
 import platform
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
-import base64
-import pika
 import redis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+from harness import (IMAGES, ROOT, SAMPLES, TARGET, Producer, Worker, cpu_model, delete_queue, git_commit,  # noqa: E402
+                     log, metric_value, queue_flags, run, wait_for)
+
 PY = sys.executable
-FACEREC = os.path.join(ROOT, "target/release/facerec")
-IMAGES = os.environ.get("FACEREC_IMAGES", os.path.expanduser("~/.cache/facerec/images"))
-FILES = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "32bit.png",
-         "obama_partial_face.jpg", "obama_partial_face2.jpg"]
 RECORDED = os.path.join(ROOT, "fixtures/encodings/face_recognition_test_images.json")
 FILL = os.path.join(ROOT, "benches/reference/fill_redis.py")
+PYWORKER = os.path.join(ROOT, "benches/reference/python_worker.py")
 COPIES = 6  # the 7 sample images x 6 distinct hashes = 42 images per end-to-end run
 GROWTH_COPIES = 3  # 21 images per run of the 0 vs 100k stored faces comparison
-PYWORKER = os.path.join(ROOT, "benches/reference/python_worker.py")
-
-
-def log(msg):
-    print(f"[{datetime.datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd, **kw):
-    log("$ " + " ".join(cmd))
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, cwd=ROOT, **kw).stdout
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ENCODER_BENCH = ["cargo", "bench", "--quiet", "--features", "dlib", "--bench", "encoder"]
 
 
 def batch_stored(prefix, messages):
@@ -80,7 +61,7 @@ def batch(copies):
     """The sample images, each `copies` times under distinct hashes (new images each)."""
     out = []
     for k in range(copies):
-        for name in FILES:
+        for name in SAMPLES:
             data = open(os.path.join(IMAGES, name), "rb").read()
             digest = hashlib.sha256(data).hexdigest()
             out.append({"hash": digest if k == 0 else f"{digest}-v{k}", "name": f"v{k}/{name}",
@@ -89,73 +70,32 @@ def batch(copies):
 
 
 def publish(queue, messages):
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
-    ch = conn.channel()
-    ch.exchange_declare(queue, "direct", durable=True)
-    ch.queue_declare(queue, durable=True)
-    ch.queue_bind(queue, queue, routing_key=queue)
-    ch.confirm_delivery()
+    """Declares the work queue `queue` and publishes `messages` (dicts) to it as JSON."""
+    producer = Producer(queue, queue, declare=True)
     for m in messages:
-        ch.basic_publish(queue, queue, json.dumps(m), pika.BasicProperties(delivery_mode=2), mandatory=True)
-    conn.close()
+        producer.send(json.dumps(m))
+    producer.close()
 
 
-def delete_queue(queue):
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
-    ch = conn.channel()
-    for q in (queue, queue + ".dead"):
-        ch.queue_delete(q)
-    ch.exchange_delete(queue)
-    conn.close()
-
-
-def wait_for(what, check, timeout=3600, every=0.05):
-    deadline = time.time() + timeout
-    while not check():
-        if time.time() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
-class Worker:
-    """A `facerec worker` process on its own queue and key prefix."""
+class BenchWorker(Worker):
+    """A `facerec worker` on its own queue and key prefix, its stderr in /tmp/QUEUE.log."""
 
     def __init__(self, queue, prefix, *extra):
-        self.port = free_port()
-        self.log = open(f"/tmp/{queue}.log", "w")
-        args = [FACEREC, "worker", "--exchange", queue, "--queue", queue, "--routing-key", queue,
-                "--dead-letter-queue", queue + ".dead", "--redis-key-prefix", prefix,
-                "--http-addr", f"127.0.0.1:{self.port}", *extra]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log, env={**os.environ, "RUST_LOG": "info"})
-        self.started = time.time()
-        wait_for("worker ready", self.ready, timeout=600)
-        self.ready_at = time.time()
-
-    def get(self, path):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.status, r.read().decode()
-        except Exception:
-            return 0, ""
-
-    def ready(self):
-        return self.get("/readyz")[0] == 200
-
-    def metric(self, name):
-        text = self.get("/metrics")[1]
-        m = re.search(r"^" + re.escape(name) + r" (\S+)$", text, re.M)
-        return float(m.group(1)) if m else 0.0
-
-    def rss_mb(self):
-        for line in open(f"/proc/{self.proc.pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        self.log_file = open(f"/tmp/{queue}.log", "w")
+        super().__init__([*queue_flags(queue), "--redis-key-prefix", prefix, *extra], self.log_file)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
-        self.log.close()
-        return open(self.log.name).read()
+        """SIGTERM; returns the worker's whole log."""
+        self.terminate()
+        self.log_file.close()
+        with open(self.log_file.name) as f:
+            return f.read()
+
+    def store_seconds_mean(self):
+        """Mean seconds of the `store` stage (store faces, sync the cache, compare, commit)."""
+        samples = self.scrape()
+        total = metric_value(samples, "facerec_processing_seconds_sum", stage="store")
+        return total / max(1, metric_value(samples, "facerec_processing_seconds_count", stage="store"))
 
 
 def encoder_tables(runs, rounds=2):
@@ -163,7 +103,7 @@ def encoder_tables(runs, rounds=2):
     alternate ours/theirs so a slow spell of this VM does not land on one side only."""
     ours_rounds, theirs_rounds = [], []
     for _ in range(rounds):
-        ours_rounds.append([json.loads(l) for l in run(["cargo", "bench", "--quiet", "--features", "dlib", "--bench", "encoder", "--", str(runs)]).splitlines() if l.startswith("{")])
+        ours_rounds.append([json.loads(l) for l in run([*ENCODER_BENCH, "--", str(runs)]).splitlines() if l.startswith("{")])
         theirs_rounds.append([json.loads(l) for l in run([PY, os.path.join(ROOT, "benches/reference/encoder_timing.py"), IMAGES, str(runs)]).splitlines()])
     best = lambda rounds_: [min(rows, key=lambda r: r["total_ms"]) for rows in zip(*rounds_)]  # noqa: E731
     return best(ours_rounds), best(theirs_rounds)
@@ -171,7 +111,7 @@ def encoder_tables(runs, rounds=2):
 
 def encoder_alone(copies):
     """Seconds for the encoder alone (one thread, no broker, no Redis) on the end-to-end batch."""
-    out = run([os.path.join(ROOT, "target/release/examples/encoder_scaling"), str(copies), "1"])
+    out = run([os.path.join(TARGET, "release/examples/encoder_scaling"), str(copies), "1"])
     return json.loads(out.splitlines()[-1])["seconds"]
 
 
@@ -184,13 +124,11 @@ def build_flags(runs):
                                   ("-mavx2 -mfma (default on an AVX2 host)", "-mavx2 -mfma", "hog"),
                                   ("-march=x86-64-v3 (container)", "-march=x86-64-v3", "hog")]:
         env = {**os.environ, "FACEREC_CXX_ARCH": arch, "FACEREC_DETECTOR": detector}
-        lines = subprocess.run(["cargo", "bench", "--quiet", "--features", "dlib", "--bench", "encoder", "--", str(runs)],
-                               check=True, text=True, capture_output=True, cwd=ROOT, env=env).stdout.splitlines()
-        rows = [json.loads(l) for l in lines if l.startswith("{")]
+        rows = [json.loads(l) for l in run([*ENCODER_BENCH, "--", str(runs)], env=env).splitlines() if l.startswith("{")]
         out[label] = sum(r["detect_ms"] for r in rows if r["upsample"] == 1)
         log(f"build flags {label}: detect sum {out[label]:.0f} ms")
     # Leave the default build in place.
-    subprocess.run(["cargo", "bench", "--quiet", "--features", "dlib", "--bench", "encoder", "--no-run"], check=True, cwd=ROOT, capture_output=True)
+    run([*ENCODER_BENCH, "--no-run"])
     return out
 
 
@@ -199,24 +137,24 @@ def matching():
     out = {}
     for faces in (1, 3):
         for n in (10000, 100000, 1000000):
-            est = json.load(open(os.path.join(ROOT, f"target/criterion/match/{faces}_face/{n}/new/estimates.json")))
+            est = json.load(open(os.path.join(TARGET, f"criterion/match/{faces}_face/{n}/new/estimates.json")))
             out[(faces, n)] = est["median"]["point_estimate"] / 1e6
     return out
 
 
-def ours_throughput(concurrency, copies, stored=0, recorded=False, prefetch=None):
+def ours_throughput(concurrency, copies, stored=0, recorded=False):
     queue, prefix = f"bench-e2e-c{concurrency}-{stored}", f"bench-e2e-c{concurrency}-{stored}:"
     flush(prefix)
     fill(prefix, stored)
     msgs = batch(copies)
     publish(queue, msgs)
-    extra = ["--concurrency", str(concurrency), "--encoder-threads", str(concurrency), "--prefetch", str(prefetch or concurrency)]
+    extra = ["--concurrency", str(concurrency), "--encoder-threads", str(concurrency), "--prefetch", str(concurrency)]
     if recorded:
         extra += ["--encodings", RECORDED]
-    w = Worker(queue, prefix, *extra)
+    w = BenchWorker(queue, prefix, *extra)
     wait_for("batch stored", lambda: batch_stored(prefix, msgs) >= len(msgs))
     elapsed = time.time() - w.ready_at
-    store_mean = w.metric('facerec_processing_seconds_sum{stage="store"}') / max(1, w.metric('facerec_processing_seconds_count{stage="store"}'))
+    store_mean = w.store_seconds_mean()
     w.stop()
     delete_queue(queue)
     flush(prefix)
@@ -277,12 +215,12 @@ def million(n):
     t = time.time()
     fill(prefix, n)
     log(f"filled {n} images in {time.time() - t:.0f} s")
-    w = Worker(queue, prefix)  # the production worker: dlib, 2 encoder threads
+    w = BenchWorker(queue, prefix)  # the production worker: dlib, 2 encoder threads
     rss = w.rss_mb()
     msgs = batch(1)
     publish(queue, msgs)
     wait_for("7 images stored", lambda: batch_stored(prefix, msgs) >= len(msgs))
-    store_mean = w.metric('facerec_processing_seconds_sum{stage="store"}') / max(1, w.metric('facerec_processing_seconds_count{stage="store"}'))
+    store_mean = w.store_seconds_mean()
     faces = w.metric("facerec_index_faces")
     logs = w.stop()
     load = float(re.search(r"face cache loaded from Redis db 3.*?seconds\S*?=\S*?([0-9.]+)", logs).group(1))
@@ -292,10 +230,10 @@ def million(n):
 
 
 def machine():
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    mem = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) // 1024 // 1024
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True).stdout.strip()
-    return f"{cpu}, {os.cpu_count()} cores, {mem} GiB, Linux {platform.release()}, commit {rev}, {datetime.date.today()}"
+    with open("/proc/meminfo") as f:
+        mem = int(next(line.split()[1] for line in f if line.startswith("MemTotal"))) // 1024 // 1024
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {mem} GiB, Linux {platform.release()}, commit {git_commit()}, "
+            f"{datetime.date.today()}")
 
 
 def main():
@@ -303,9 +241,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer runs and 100k instead of 1M faces")
     ap.add_argument("--skip-build-flags", action="store_true")
     args = ap.parse_args()
-    runs = 3 if args.quick else 7
-    r = {"machine": machine()}
-    r["encoder"] = encoder_tables(runs, rounds=1 if args.quick else 2)
+    runs, rounds = (3, 1) if args.quick else (7, 2)
+    r = {"machine": machine(), "runs": runs, "rounds": rounds}
+    r["encoder"] = encoder_tables(runs, rounds)
     r["flags"] = {} if args.skip_build_flags else build_flags(3)
     r["matching"] = matching()
     run(["cargo", "build", "--release", "--quiet", "--features", "dlib", "--bin", "facerec", "--example", "encoder_scaling"])
@@ -383,8 +321,9 @@ def write_doc(r):
     lines += ["", "## Encoder per image (ms, one thread)",
               "`cargo bench --features dlib --bench encoder` and `benches/reference/encoder_timing.py`",
               "(face_recognition 1.3.0 on the dlib-bin 20.0.1 wheel, the same calls `face_encodings` makes).",
-              "Each side: every image encoded once untimed, then the median of 7 runs; two rounds alternating",
-              "ours and Python's, the faster round of each kept.", "",
+              f"Each side: every image encoded once untimed, then the median of {r['runs']} runs; " +
+              ("two rounds alternating\nours and Python's, the faster round of each kept." if r["rounds"] == 2 else
+               "one round, ours then Python's."), "",
               "| image | upsample | decode | detect | landmarks | encode | total | Python total | ratio |",
               "|---|---|---|---|---|---|---|---|---|"]
     for o, t in zip(ours, theirs):

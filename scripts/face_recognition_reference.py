@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prints what Python's face_recognition finds in each image, in `facerec faces --json` form.
 
-Used by scripts/parity.py and the benchmarks as the reference implementation.
+The reference implementation tests/dlib/parity.rs compares the dlib encoder with.
 Usage: face_recognition_reference.py [--upsample N] IMAGE...
 """
 import argparse

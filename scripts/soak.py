@@ -13,6 +13,7 @@ Afterwards it checks, from Redis and the dead-letter queue, that every valid mes
 is stored (db 1, db 2), that db 4 equals a brute-force comparison of every stored encoding
 (db 3), that every poison message was dead-lettered with a reason and no valid one was, and
 that nothing is left in the queue. It writes docs/SOAK.md and exits 1 if anything was lost.
+Shared helpers (worker process, producer, own Redis, checks) come from scripts/harness.py.
 """
 import argparse
 import base64
@@ -23,204 +24,54 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-import uuid
 
-import numpy as np
-import pika
 import redis
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FACEREC = os.path.join(ROOT, "target/release/facerec")
-IMAGES = os.environ.get("FACEREC_IMAGES", os.path.expanduser("~/.cache/facerec/images"))
-SAMPLES = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "32bit.png",
-           "obama_partial_face.jpg", "obama_partial_face2.jpg"]
+from harness import (FACEREC, IMAGES, ROOT, SAMPLES, Producer, RedisServer, Worker, brute_force_matches,
+                     cpu_model, delete_queue, drain_dead_letters, free_port, git_commit, log, metric_value,
+                     queue_counts, queue_flags, rabbitmqctl)
+
 FAULTS = ["worker SIGKILL", "Redis crash", "RabbitMQ stop_app/start_app", "Redis frozen 10 s", "worker SIGTERM"]
 NAME = f"soak-{os.getpid()}"
 DEAD = NAME + ".dead"
 
 
-def log(msg):
-    print(f"[{datetime.datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rabbitmqctl(*args):
-    return subprocess.run(["rabbitmqctl", *args], check=True, text=True, capture_output=True).stdout
-
-
-def queue_counts():
-    """(ready, unacked) of the work queue, from the broker."""
-    for line in rabbitmqctl("list_queues", "-q", "name", "messages_ready", "messages_unacknowledged").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == NAME:
-            return int(parts[1]), int(parts[2])
-    return 0, 0
-
-
-class RedisServer:
-    """A redis-server of our own, fsyncing every write to its append-only file."""
-
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.dir = workdir
-        self.proc = None
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--dir", self.dir, "--appendonly", "yes",
-                                      "--appendfsync", "always", "--save", "", "--bind", "127.0.0.1"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while True:
-            try:
-                if redis.Redis(port=self.port).ping():
-                    return
-            except redis.exceptions.RedisError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def crash(self):
-        self.proc.kill()
-        self.proc.wait()
-        time.sleep(2)
-        self.start()
-
-    def freeze(self, seconds):
-        self.proc.send_signal(signal.SIGSTOP)
-        time.sleep(seconds)
-        self.proc.send_signal(signal.SIGCONT)
-
-    def db(self, n):
-        return redis.Redis(port=self.port, db=n)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait()
-
-
-class Worker:
-    """One life of `facerec worker`, with its metrics scraped while it runs."""
-
-    binary = FACEREC  # replaced by a private copy at start, so a rebuild cannot change it mid-run
-
-    def __init__(self, redis_port, http_port, logfile, life):
-        self.http_port = http_port
-        self.life = life
-        args = [self.binary, "worker", "--exchange", NAME, "--queue", NAME, "--routing-key", NAME,
-                "--dead-letter-queue", DEAD, "--redis-url", f"redis://127.0.0.1:{redis_port}",
-                "--http-addr", f"127.0.0.1:{http_port}", "--hostname", NAME]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=logfile, env={**os.environ, "RUST_LOG": "info"})
-        self.metrics = {}
-        self.peak_rss_mb = 0.0
-        deadline = time.time() + 300
-        while not self.ready():
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"worker life {life} did not become ready (exit {self.proc.poll()})")
-            time.sleep(0.1)
-
-    def get(self, path):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=1) as r:
-                return r.status, r.read().decode()
-        except Exception:
-            return 0, ""
-
-    def ready(self):
-        return self.get("/readyz")[0] == 200
-
-    def scrape(self):
-        status, text = self.get("/metrics")
-        if status == 200:
-            for m in re.finditer(r"^(facerec_(?:messages_total\{outcome=\"\w+\"\}|redeliveries_total|dead_letters_total|"
-                                 r"reconnects_total|index_faces)) (\S+)$", text, re.M):
-                self.metrics[m.group(1)] = float(m.group(2))
-
-    def rss_mb(self):
-        try:
-            for line in open(f"/proc/{self.proc.pid}/status"):
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) / 1024
-                    self.peak_rss_mb = max(self.peak_rss_mb, rss)
-                    return rss
-        except FileNotFoundError:
-            pass
-        return None
-
-    def kill9(self):
-        self.scrape()
-        self.proc.kill()
-        self.proc.wait()
-
-    def terminate(self):
-        self.scrape()
-        started = time.time()
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=120)
-        return code, time.time() - started
+def start_worker(binary, server, http_port, logfile, life):
+    """One life of the soaked worker: default retry settings, its own queue names and the
+    soak's Redis, always on the same HTTP port."""
+    w = Worker([*queue_flags(NAME), "--redis-url", server.url(), "--hostname", NAME], logfile, binary=binary,
+               http_port=http_port, label=f"worker life {life}", ready_timeout=300)
+    w.life = life
+    return w
 
 
 class Publisher(threading.Thread):
-    """Publishes the mixed load with publisher confirms, retrying through broker outages."""
+    """Publishes the mixed load at `rate` messages per second until `stop` is set, recording
+    what Redis and the dead-letter queue must hold afterwards."""
 
     def __init__(self, rate, stop):
         super().__init__(daemon=True)
         self.rate = rate
         self.stop_event = stop
-        self.images = {s: open(os.path.join(IMAGES, s), "rb").read() for s in SAMPLES}
+        self.producer = Producer(NAME, NAME, stop=stop)
+        self.images = {}
+        for s in SAMPLES:
+            with open(os.path.join(IMAGES, s), "rb") as f:
+                self.images[s] = f.read()
         self.expected = {}  # hash -> set of names
         self.sample_of = {}  # hash -> sample file
         self.valid_ids = set()
         self.poison = {}  # message id -> kind
         self.counts = collections.Counter()
-        self.publish_retries = 0
         self.rng = random.Random(20261129)
-        self.conn = self.channel = None
-
-    def connect(self):
-        while not self.stop_event.is_set():
-            try:
-                self.conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", heartbeat=30))
-                self.channel = self.conn.channel()
-                self.channel.confirm_delivery()
-                return
-            except pika.exceptions.AMQPError:
-                time.sleep(1)
 
     def send(self, body, headers=None):
-        msg_id = str(uuid.uuid4())
-        props = pika.BasicProperties(delivery_mode=2, message_id=msg_id, headers=headers)
-        while True:
-            try:
-                if self.channel is None:
-                    self.connect()
-                    if self.channel is None:  # stopped while the broker was down
-                        return None
-                self.channel.basic_publish(NAME, NAME, body, props, mandatory=True)
-                return msg_id
-            except (pika.exceptions.AMQPError, OSError):
-                # Not confirmed: publish again (at least once; a duplicate is harmless and
-                # counted by message id).
-                self.publish_retries += 1
-                try:
-                    self.conn.close()
-                except Exception:
-                    pass
-                self.channel = None
-                time.sleep(1)
+        return self.producer.send(body, headers)
 
     def one(self, n):
         roll = self.rng.random()
@@ -255,7 +106,6 @@ class Publisher(threading.Thread):
         self.counts[kind] += 1
 
     def run(self):
-        self.connect()
         n = 0
         next_at = time.time()
         while not self.stop_event.is_set():
@@ -263,38 +113,7 @@ class Publisher(threading.Thread):
             n += 1
             next_at += 1.0 / self.rate
             time.sleep(max(0.0, next_at - time.time()))
-
-
-def drain_dead_letters():
-    """message id -> reason, for everything in the dead-letter queue (consumed)."""
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
-    ch = conn.channel()
-    found = {}
-    while True:
-        method, props, _ = ch.basic_get(DEAD, auto_ack=True)
-        if method is None:
-            break
-        found.setdefault(props.message_id, (props.headers or {}).get("x-facerec-reason", "<no reason>"))
-    conn.close()
-    return found
-
-
-def brute_force_matches(db3, tolerance=0.6):
-    hashes, rows, owner = [], [], []
-    for key in db3.scan_iter(count=1000):
-        h = key.decode()
-        hashes.append(h)
-        for enc in db3.smembers(key):
-            rows.append(np.frombuffer(enc, "<f8"))
-            owner.append(len(hashes) - 1)
-    rows, owner = np.array(rows), np.array(owner)
-    expected = {h: set() for h in hashes}
-    for i in range(len(rows)):
-        d = np.linalg.norm(rows - rows[i], axis=1)
-        for j in np.nonzero(d <= tolerance)[0]:
-            if owner[j] != owner[i]:
-                expected[hashes[owner[i]]].add(hashes[owner[j]])
-    return expected
+        self.producer.close()
 
 
 def main():
@@ -306,12 +125,13 @@ def main():
     args = ap.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="facerec-soak-")
-    Worker.binary = shutil.copy(FACEREC, os.path.join(workdir, "facerec"))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    # A private copy, so a rebuild cannot change the binary mid-run.
+    binary = shutil.copy(FACEREC, os.path.join(workdir, "facerec"))
+    commit = git_commit()
     server = RedisServer(workdir)
     http_port = free_port()
     worker_log = open(os.path.join(workdir, "worker.log"), "w")
-    lives = [Worker(server.port, http_port, worker_log, 0)]
+    lives = [start_worker(binary, server, http_port, worker_log, 0)]
     log(f"worker ready; Redis on {server.port}, logs in {workdir}; soaking {args.minutes} min at {args.rate} msg/s")
 
     stop = threading.Event()
@@ -328,7 +148,7 @@ def main():
         w.scrape()
         rss = w.rss_mb()
         try:
-            ready, unacked = queue_counts()
+            ready, unacked = queue_counts(NAME)
         except subprocess.CalledProcessError:
             ready, unacked = -1, -1
         try:
@@ -350,11 +170,11 @@ def main():
             if fault == "worker SIGKILL":
                 lives[-1].kill9()
                 time.sleep(1)
-                lives.append(Worker(server.port, http_port, worker_log, len(lives)))
+                lives.append(start_worker(binary, server, http_port, worker_log, len(lives)))
                 fault_notes[fault].append(f"back in {time.time() - t0:.1f} s")
             elif fault == "worker SIGTERM":
                 code, secs = lives[-1].terminate()
-                lives.append(Worker(server.port, http_port, worker_log, len(lives)))
+                lives.append(start_worker(binary, server, http_port, worker_log, len(lives)))
                 fault_notes[fault].append(f"exit {code} after {secs:.1f} s")
             elif fault == "Redis crash":
                 server.crash()
@@ -364,8 +184,8 @@ def main():
                 rabbitmqctl("start_app")
             else:
                 server.freeze(10)
-            if lives[-1].proc.poll() is not None:
-                raise SystemExit(f"the worker exited after '{fault}' (code {lives[-1].proc.poll()})")
+            if lives[-1].exited() is not None:
+                raise SystemExit(f"the worker exited after '{fault}' (code {lives[-1].exited()})")
             faults[fault] += 1
             next_fault += args.fault_every
         time.sleep(0.2)
@@ -390,7 +210,7 @@ def main():
 
     # Verification.
     db1, db2, db3, db4 = (server.db(n) for n in (1, 2, 3, 4))
-    dead = drain_dead_letters()
+    dead = drain_dead_letters(DEAD)
     problems = []
     for h, names in publisher.expected.items():
         stored = {n.decode() for n in db2.smembers(h)}
@@ -416,7 +236,7 @@ def main():
     valid_dead = {i: r for i, r in dead.items() if i in publisher.valid_ids}
     if valid_dead:
         problems.append(f"{len(valid_dead)} valid messages dead-lettered: {list(valid_dead.values())[:3]}")
-    ready, unacked = queue_counts()
+    ready, unacked = queue_counts(NAME)
     if ready or unacked:
         problems.append(f"left in the queue: {ready} ready, {unacked} unacknowledged")
     reasons = collections.Counter()
@@ -425,15 +245,14 @@ def main():
             reason = re.sub(r"\(first bytes [^)]*\)", "(first bytes ...)", dead[i])
             reasons[(kind, re.sub(r"\d+", "N", reason)[:100])] += 1
 
-    totals = collections.Counter()
+    totals = collections.Counter()  # the counters, summed over the worker's lives
     for w in lives:
-        for k, v in w.metrics.items():
-            if k != "facerec_index_faces":
-                totals[k] += v
+        for key, v in w.metrics.items():
+            if key[0].endswith("_total"):
+                totals[key] += v
     write_report(args, commit, publisher, lives, samples, faults, fault_notes, totals, reasons, problems, match_pairs,
                  time.time() - started)
-    rabbitmqctl("delete_queue", NAME)
-    rabbitmqctl("delete_queue", DEAD)
+    delete_queue(NAME)
     server.stop()
     for p in problems:
         log("PROBLEM: " + p)
@@ -443,13 +262,12 @@ def main():
 
 def write_report(args, commit, publisher, lives, samples, faults, fault_notes, totals, reasons, problems, match_pairs, elapsed):
     c = publisher.counts
-    outcome = lambda o: int(totals.get(f'facerec_messages_total{{outcome="{o}"}}', 0))  # noqa: E731
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    outcome = lambda o: int(metric_value(totals, "facerec_messages_total", outcome=o))  # noqa: E731
     out = [
         "# Soak run",
         "",
         f"`scripts/soak.sh --minutes {args.minutes:g} --rate {args.rate:g} --fault-every {args.fault_every:g}` (written by `scripts/soak.py`; not run in CI).",
-        f"Machine: {cpu}, {os.cpu_count()} cores; commit {commit}; {datetime.date.today()}; {elapsed / 60:.1f} min in all "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores; commit {commit}; {datetime.date.today()}; {elapsed / 60:.1f} min in all "
         "(load, then draining the queue).",
         "",
         "One `facerec worker` (dlib, default settings: concurrency = cores, 5 attempts, 1 s back-off doubling) on the "
@@ -462,12 +280,12 @@ def write_report(args, commit, publisher, lives, samples, faults, fault_notes, t
         f"| - new images (the 7 samples under fresh hashes) | {c['new image']} |",
         f"| - new names for hashes already sent | {c['new name for a sent hash']} |",
         f"| - poison (random bytes, JSON without image, invalid base64, truncated JPEG) | {c['poison']} |",
-        f"| publishes retried by the producer (broker down) | {publisher.publish_retries} |",
+        f"| publishes retried by the producer (broker down) | {publisher.producer.retries} |",
         f"| worker lives (restarts after SIGKILL/SIGTERM) | {len(lives)} |",
         f"| outcomes counted by the workers: stored / name added / dead-lettered / retried | "
         f"{outcome('stored')} / {outcome('name_added')} / {outcome('dead_letter')} / {outcome('retry')} |",
-        f"| redeliveries seen by the workers (after a kill or a broker restart) | {int(totals.get('facerec_redeliveries_total', 0))} |",
-        f"| RabbitMQ reconnects | {int(totals.get('facerec_reconnects_total', 0))} |",
+        f"| redeliveries seen by the workers (after a kill or a broker restart) | {int(metric_value(totals, 'facerec_redeliveries_total'))} |",
+        f"| RabbitMQ reconnects | {int(metric_value(totals, 'facerec_reconnects_total'))} |",
         f"| images in Redis at the end / matching pairs (db 4, checked against brute force over db 3) | "
         f"{len(publisher.expected)} / {match_pairs} |",
         f"| lost or duplicated | **{'nothing' if not problems else f'{len(problems)} problems (below)'}** |",
