@@ -1,7 +1,7 @@
 //! The worker's HTTP endpoints: `/healthz` (the process answers), `/readyz` (connected to
 //! RabbitMQ and Redis, face cache loaded) and `/metrics` (Prometheus text).
 
-use crate::metrics::{Gauges, Metrics};
+use crate::metrics::{CONTENT_TYPE, Gauges, Metrics};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -60,5 +60,5 @@ async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> ([(&'static str, &'static str); 1], String) {
     let body = state.metrics.render(state.health.gauges());
-    ([("content-type", "text/plain; version=0.0.4")], body)
+    ([("content-type", CONTENT_TYPE)], body)
 }
