@@ -42,4 +42,5 @@ done
 log "container and Kubernetes lints"
 # The test build's binary has the same shared libraries as the release one: no second build.
 FACEREC_BINARY="$REPO_ROOT/target/debug/facerec" "$REPO_ROOT/scripts/lint-deploy.sh"
+FACEREC_BINARY="$REPO_ROOT/target/debug/facerec" "$REPO_ROOT/scripts/container-test.sh"
 log "all tests passed"
