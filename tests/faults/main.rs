@@ -14,6 +14,7 @@ const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 mod crashes;
 mod own_redis;
 mod services_down;
+mod startup;
 mod tls;
 mod workers;
 
