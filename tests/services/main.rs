@@ -15,3 +15,4 @@ mod amqp_source;
 mod interop;
 mod redis_index;
 mod worker;
+mod wrong_types;
