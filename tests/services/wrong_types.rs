@@ -2,9 +2,9 @@
 //! stored whole, an image whose own key is foreign is refused with nothing written, the
 //! change-log read skips foreign keys, and no half-stored image is ever linked.
 
-use crate::helpers::{Batch, Names, cleanup, redis, redis_url, scan_keys};
-use facerec::adapters::redis_index::{RedisIndex, RedisSettings};
-use facerec::config::ServiceUrl;
+use facerec::adapters::redis_index::RedisIndex;
+use facerec_fakes::testkit::servers::{cleanup, redis, scan_keys};
+use facerec_fakes::testkit::{Batch, Names};
 use facerec::face::Encoding;
 use facerec::hash::ImageHash;
 use facerec::ports::{FaceIndex, IndexError, NewImage};
@@ -14,12 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 async fn index(names: &Names) -> RedisIndex {
-    let settings = RedisSettings {
-        url: ServiceUrl::parse("REDIS_URL", &redis_url(), &["redis", "rediss"]).unwrap(),
-        key_prefix: names.prefix.clone(),
-        ..RedisSettings::default()
-    };
-    RedisIndex::connect(settings).await.expect("Redis must be reachable (scripts/services.sh)")
+    RedisIndex::connect(names.redis_settings()).await.expect("Redis must be reachable (scripts/services.sh)")
 }
 
 /// Image `i` of a one-person batch: every image matches every other.
