@@ -13,6 +13,7 @@ mod helpers;
 mod own_redis;
 
 mod crashes;
+mod hardening;
 mod services_down;
 mod tls;
 mod workers;

@@ -5,6 +5,7 @@ mod helpers;
 
 mod dedupe;
 mod failures;
+mod hardening;
 mod log_lines;
 mod matching;
 mod replay;

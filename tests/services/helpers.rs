@@ -199,7 +199,8 @@ pub async fn publish_with(names: &Names, messages: Vec<(Vec<u8>, BasicProperties
 }
 
 pub fn amqp_settings(names: &Names) -> facerec::adapters::amqp::AmqpSettings {
-    let mut s = facerec::adapters::amqp::AmqpSettings::new(amqp_url());
+    let url = facerec::config::ServiceUrl::parse("RABBITMQ_URL", &amqp_url(), &["amqp", "amqps"]).unwrap();
+    let mut s = facerec::adapters::amqp::AmqpSettings::new(url, "test-host");
     s.exchange = names.exchange.clone();
     s.queue = names.queue.clone();
     s.routing_key = names.queue.clone();
