@@ -11,6 +11,7 @@
 //! - [`index`]: [`FlakyIndex`], a wrapper over any index that fails on command.
 //! - [`encoder`]: [`FakeEncoder`], canned faces per hash, with call counts and a gate.
 //! - [`logs`]: [`RecordingLogs`], every published line with its routing key.
+//! - [`queue`]: [`FakeQueue`] and [`FakeFetcher`], the REST front-end's submissions and URLs.
 //! - [`mocks`]: mockall mocks of the four ports.
 //! - [`samples`]: names and folder of face_recognition's sample images (dlib tests, benches).
 
@@ -18,6 +19,7 @@ pub mod encoder;
 pub mod index;
 pub mod logs;
 pub mod mocks;
+pub mod queue;
 pub mod samples;
 pub mod source;
 pub mod timeline;
@@ -25,5 +27,6 @@ pub mod timeline;
 pub use encoder::FakeEncoder;
 pub use index::{FlakyIndex, IndexCall, Method};
 pub use logs::RecordingLogs;
+pub use queue::{FakeFetcher, FakeQueue, Submission};
 pub use source::FakeSource;
 pub use timeline::Timeline;

@@ -69,8 +69,7 @@ struct UrlRequest {
 
 async fn scan_url(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Result<Json<HashReply>, Problem> {
     let body = api.read_body(&headers, body).await?;
-    let request: UrlRequest = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request(format!("the body must be JSON {{\"url\": \"http://...\"}}: {e}")))?;
+    let request: UrlRequest = super::submit::json_object(&body, r#"{"url": "http://..."}"#)?;
     let (hash, _known) = api.submit_url("scan/url", &request.url, &request.url).await?;
     Ok(Json(HashReply { hash: hash.to_string() }))
 }

@@ -105,6 +105,10 @@ pub struct FetchPolicy {
     /// Allow loopback, private, link-local ... addresses (`FACEREC_API_ALLOW_PRIVATE_URLS`;
     /// local development and tests only).
     pub allow_private: bool,
+    /// Exact addresses (IP and port) exempt from the check: an image server inside the
+    /// network that the operator trusts, or a test's origin. Redirects from it are still
+    /// checked.
+    pub trusted: Vec<SocketAddr>,
     /// Largest body, in bytes (the worker's image limit).
     pub max_bytes: usize,
     /// Redirects followed at most, each checked like the first URL.
@@ -121,6 +125,7 @@ impl Default for FetchPolicy {
     fn default() -> Self {
         Self {
             allow_private: false,
+            trusted: Vec::new(),
             max_bytes: crate::decode::DecodeLimits::default().max_bytes,
             max_redirects: 3,
             connect_timeout: Duration::from_secs(5),
@@ -222,6 +227,9 @@ impl SafeFetcher {
         }
         if !self.policy.allow_private {
             for ip in &ips {
+                if self.policy.trusted.contains(&SocketAddr::new(*ip, port)) {
+                    continue;
+                }
                 if let Some(class) = refusal(*ip) {
                     return Err(FetchError::Refused(format!(
                         "{} resolves to {ip}, a {class} address; the server fetches only public addresses",

@@ -107,3 +107,13 @@ impl Api {
         }
     }
 }
+
+/// A JSON object body as `T`; anything else (arrays included, which serde would accept
+/// for a struct) is 400 with `expected` in the detail.
+pub(crate) fn json_object<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, Problem> {
+    let bad = |why: String| Problem::bad_request(format!("the body must be JSON {expected}: {why}"));
+    match serde_json::from_slice::<serde_json::Value>(body).map_err(|e| bad(e.to_string()))? {
+        value @ serde_json::Value::Object(_) => serde_json::from_value(value).map_err(|e| bad(e.to_string())),
+        _ => Err(bad("not an object".into())),
+    }
+}

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod api;
 mod dedupe;
 mod failures;
 mod log_lines;

@@ -134,8 +134,7 @@ pub async fn submit_url(
     body: Body,
 ) -> Result<(StatusCode, Json<Submitted>), Problem> {
     let body = api.read_body(&headers, body).await?;
-    let request: UrlSubmission = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request(format!("the body must be JSON {{\"url\": ..., \"name\": ...}}: {e}")))?;
+    let request: UrlSubmission = crate::api::submit::json_object(&body, r#"{"url": ..., "name": ...}"#)?;
     let name = request.name.clone().unwrap_or_else(|| request.url.clone());
     let (hash, known) = api.submit_url("v1/urls", &request.url, &name).await?;
     let (status, state) =
