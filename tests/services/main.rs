@@ -9,6 +9,7 @@
 mod helpers;
 
 mod amqp_source;
+mod api;
 #[cfg(feature = "dlib")]
 mod interop;
 mod redis_index;
