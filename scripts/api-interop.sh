@@ -19,14 +19,15 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if command -v rabbitmqctl >/dev/null; then
-    rabbitmqctl delete_queue "$id" >/dev/null 2>&1 || true
-    rabbitmqctl delete_queue "$id.dead" >/dev/null 2>&1 || true
-  fi
-  if command -v rabbitmqadmin >/dev/null; then
-    rabbitmqadmin delete exchange name="$id" >/dev/null 2>&1 || true
-    rabbitmqadmin delete exchange name="$id.logs" >/dev/null 2>&1 || true
-  fi
+  "$PY" - "$id" <<'PYEOF' || true
+import sys, pika
+name = sys.argv[1]
+channel = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1")).channel()
+for q in (name, name + ".dead"):
+    channel.queue_delete(q)
+for e in (name, name + ".logs"):
+    channel.exchange_delete(e)
+PYEOF
 }
 trap cleanup EXIT
 FACEREC_API_ALLOW_PRIVATE_URLS=true "$BIN" api --addr "127.0.0.1:$port" "${names[@]}" >"/tmp/$id-api.log" 2>&1 &
