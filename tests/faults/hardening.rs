@@ -2,11 +2,11 @@
 //! kills the worker stops at `max_attempts`, a deleted dead-letter queue strands nothing,
 //! an encode past its deadline is dead-lettered, a Redis outage spends no attempts.
 
+use crate::own_redis::OwnRedis;
 use crate::{FACEREC, SERIAL};
+use facerec::adapters::amqp::{REASON_HEADER, text_headers};
 use facerec_fakes::testkit::servers::{cleanup, count_keys, publish, queue_len, rabbit, stored};
 use facerec_fakes::testkit::{Batch, Names, Worker, wait_until};
-use crate::own_redis::OwnRedis;
-use facerec::adapters::amqp::{REASON_HEADER, text_headers};
 use futures::StreamExt as _;
 use lapin::options::{
     BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,

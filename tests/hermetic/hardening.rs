@@ -2,14 +2,14 @@
 //! index outage spends no attempts and pauses the runner, an encode past its deadline is
 //! dead-lettered and the runner goes on, a failed settlement pauses the runner.
 
-use facerec_fakes::testkit::fixtures::hash_of;
-use facerec_fakes::testkit::{Harness, message};
 use async_trait::async_trait;
 use facerec::face::EncodedImage;
 use facerec::hash::ImageHash;
 use facerec::orchestrator::{Orchestrator, Outcome, Settings};
 use facerec::ports::{Delivery, DeliveryId, EncodeError, FaceEncoder, FaceIndex, IndexError, KILLS_HEADER, Settlement};
 use facerec::runner::{self, Observe, Report};
+use facerec_fakes::testkit::fixtures::hash_of;
+use facerec_fakes::testkit::{Harness, message};
 use facerec_fakes::{FakeEncoder, FlakyIndex, RecordingLogs};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
