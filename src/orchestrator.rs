@@ -267,6 +267,13 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
 
     async fn reject(&self, hash: Option<ImageHash>, reason: String) -> Outcome {
         let subject = hash.as_ref().map_or_else(|| "message".to_owned(), |h| h.to_string());
+        if let Some(h) = &hash
+            && let Err(e) = self.index.record_failure(h, &reason).await
+        {
+            // The message is dead-lettered anyway; only `GET /api/v1/images/{hash}` loses
+            // the reason.
+            tracing::warn!(hash = %h, error = %e, "could not record the failure");
+        }
         self.logs.publish(&self.settings.keys.error, &format!("{subject} dead-lettered: {}", escape(&reason))).await;
         Outcome::Rejected { hash, reason }
     }

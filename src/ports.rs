@@ -188,6 +188,16 @@ pub struct ImageRecord {
     pub fingerprint: Option<String>,
 }
 
+/// Why the workers gave up on an image (it was dead-lettered), as recorded by
+/// [`FaceIndex::record_failure`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFailure {
+    /// The dead-letter reason.
+    pub reason: String,
+    /// When, in seconds since the Unix epoch.
+    pub at: u64,
+}
+
 /// An index failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
@@ -248,6 +258,20 @@ pub trait FaceIndex: Send + Sync {
     /// # Errors
     /// See [`IndexError`].
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
+
+    /// Records that the image was dead-lettered and why (the latest failure wins), so
+    /// readers such as `GET /api/v1/images/{hash}` can say `failed` and give the reason.
+    /// Outside the four databases; never changes what they hold.
+    ///
+    /// # Errors
+    /// See [`IndexError`]; callers log it and go on (the message is dead-lettered anyway).
+    async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError>;
+
+    /// The last recorded failure of the image, or `None`.
+    ///
+    /// # Errors
+    /// See [`IndexError`].
+    async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError>;
 
     /// A cheap round trip that says whether the store answers now. After a transient
     /// failure it tells an outage (pause, count no attempt) from a failure of the message.
@@ -318,6 +342,12 @@ impl<T: FaceIndex + ?Sized> FaceIndex for std::sync::Arc<T> {
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         (**self).hash_of(name).await
     }
+    async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError> {
+        (**self).record_failure(hash, reason).await
+    }
+    async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
+        (**self).failure(hash).await
+    }
     async fn ping(&self) -> Result<(), IndexError> {
         (**self).ping().await
     }
@@ -358,11 +388,21 @@ pub trait ImageQueue: Send + Sync {
     /// # Errors
     /// See [`QueueError`].
     async fn submit(&self, hash: &ImageHash, name: &str, image: &[u8]) -> Result<(), QueueError>;
+
+    /// Messages waiting in the work queue now (for load shedding). MUST be cheap enough
+    /// to call about once a second, and MUST fail promptly when the broker is down.
+    ///
+    /// # Errors
+    /// See [`QueueError`].
+    async fn depth(&self) -> Result<u64, QueueError>;
 }
 
 #[async_trait]
 impl<T: ImageQueue + ?Sized> ImageQueue for std::sync::Arc<T> {
     async fn submit(&self, hash: &ImageHash, name: &str, image: &[u8]) -> Result<(), QueueError> {
         (**self).submit(hash, name, image).await
+    }
+    async fn depth(&self) -> Result<u64, QueueError> {
+        (**self).depth().await
     }
 }

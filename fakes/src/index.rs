@@ -3,7 +3,7 @@
 use crate::timeline::Timeline;
 use async_trait::async_trait;
 use facerec::hash::ImageHash;
-use facerec::ports::{FaceIndex, ImageMatch, ImageRecord, IndexError, NewImage};
+use facerec::ports::{FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
 use std::sync::{Arc, Mutex};
 
 /// One call, as recorded.
@@ -152,6 +152,14 @@ impl<I: FaceIndex> FaceIndex for FlakyIndex<I> {
 
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         self.inner.hash_of(name).await
+    }
+
+    async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError> {
+        self.inner.record_failure(hash, reason).await
+    }
+
+    async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
+        self.inner.failure(hash).await
     }
 
     /// Fails while [`FlakyIndex::go_down`] is in force (not recorded as a call); queued

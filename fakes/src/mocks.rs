@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use facerec::face::EncodedImage;
 use facerec::hash::ImageHash;
 use facerec::ports::{
-    Delivery, DeliveryId, EncodeError, FaceEncoder, FaceIndex, ImageMatch, ImageRecord, IndexError, LogSink,
-    MessageSource, NewImage, Settlement, SourceError,
+    Delivery, DeliveryId, EncodeError, FaceEncoder, FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError,
+    LogSink, MessageSource, NewImage, Settlement, SourceError,
 };
 
 mockall::mock! {
@@ -40,6 +40,8 @@ mockall::mock! {
         async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
         async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError>;
         async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
+        async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError>;
+        async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError>;
         async fn ping(&self) -> Result<(), IndexError>;
     }
 }

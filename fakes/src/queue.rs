@@ -24,6 +24,8 @@ struct QueueState {
     accepted: Vec<Submission>,
     failure: Option<QueueError>,
     refused: usize,
+    depth: u64,
+    depth_reads: usize,
 }
 
 /// Accepts everything until told to fail; clones share state.
@@ -46,6 +48,16 @@ impl FakeQueue {
         self.0.lock().expect("lock").refused
     }
 
+    /// Makes [`ImageQueue::depth`] answer `depth`.
+    pub fn set_depth(&self, depth: u64) {
+        self.0.lock().expect("lock").depth = depth;
+    }
+
+    /// How often the depth was read.
+    pub fn depth_reads(&self) -> usize {
+        self.0.lock().expect("lock").depth_reads
+    }
+
     /// From now on every submission fails with `failure` (`None`: works again).
     pub fn fail_with(&self, failure: Option<QueueError>) {
         self.0.lock().expect("lock").failure = failure;
@@ -62,6 +74,16 @@ impl ImageQueue for FakeQueue {
         }
         s.accepted.push(Submission { hash: hash.clone(), name: name.to_owned(), image: image.to_vec() });
         Ok(())
+    }
+
+    /// The set depth, or the set failure.
+    async fn depth(&self) -> Result<u64, QueueError> {
+        let mut s = self.0.lock().expect("lock");
+        s.depth_reads += 1;
+        match s.failure.clone() {
+            Some(e) => Err(e),
+            None => Ok(s.depth),
+        }
     }
 }
 

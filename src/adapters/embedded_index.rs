@@ -9,7 +9,7 @@
 use crate::face::Encoding;
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
-use crate::ports::{FaceIndex, ImageMatch, ImageRecord, IndexError, NewImage};
+use crate::ports::{FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -34,6 +34,8 @@ struct State {
     name_to_hash: HashMap<String, ImageHash>,
     images: HashMap<ImageHash, Entry>,
     faces: FaceSet,
+    /// Dead-lettered images (in memory only: not journaled, the journal format stays v1).
+    failures: HashMap<ImageHash, ImageFailure>,
 }
 
 /// A journal record: exactly one completed index write.
@@ -240,6 +242,17 @@ impl FaceIndex for EmbeddedIndex {
 
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         Ok(self.state.read().expect("index lock poisoned").name_to_hash.get(name).cloned())
+    }
+
+    async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError> {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let failure = ImageFailure { reason: reason.to_owned(), at };
+        self.state.write().expect("index lock poisoned").failures.insert(hash.clone(), failure);
+        Ok(())
+    }
+
+    async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
+        Ok(self.state.read().expect("index lock poisoned").failures.get(hash).cloned())
     }
 }
 

@@ -88,6 +88,8 @@ impl Api {
             self.debug(&format!("{route}: {hash} \"{}\" already known, not fetched", escape(url))).await;
             return Ok((hash, true));
         }
+        // Before fetching: a shed request costs no download.
+        self.shed().await?;
         let started = std::time::Instant::now();
         let image = match self.ports.fetcher.fetch(url).await {
             Ok(image) => image,

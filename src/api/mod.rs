@@ -8,6 +8,7 @@
 //! - [`course`]: `GET /`, `POST /scan/image/{filename}`, `POST /scan/url`, `GET /match/{hash}`.
 //! - [`v1`]: `/api/v1/...` with its OpenAPI document.
 //! - [`submit`]: reading bodies within limits, checking names, queueing, tracking what is queued.
+//! - [`shed`]: 503 while the work queue is too deep; [`cors`]: CORS when configured.
 //! - [`problem`]: RFC 9457 errors; [`auth`]: the optional bearer token.
 //! - [`fetch`]: SSRF-safe URL fetching; [`ports`]: the fetcher and readiness traits.
 //! - [`calls`]: one `logs` line and one metric per call; [`metrics`]: the series.
@@ -15,12 +16,14 @@
 
 pub mod auth;
 pub mod calls;
+pub mod cors;
 pub mod course;
 pub mod fetch;
 pub mod metrics;
 pub mod ports;
 pub mod problem;
 pub mod server;
+pub mod shed;
 pub mod submit;
 pub mod v1;
 
@@ -52,6 +55,10 @@ pub struct ApiSettings {
     pub token: Option<Secret>,
     /// `Retry-After` seconds of a 503.
     pub retry_after: u32,
+    /// Submissions get 503 while the work queue holds more messages (`None`: never).
+    pub max_queue: Option<u64>,
+    /// Origins allowed by CORS (`*`: any); empty: no CORS headers (the default).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -63,6 +70,8 @@ impl Default for ApiSettings {
             body_timeout: Duration::from_secs(30),
             token: None,
             retry_after: 5,
+            max_queue: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -87,6 +96,7 @@ pub struct Api {
     settings: ApiSettings,
     metrics: ApiMetrics,
     queued: submit::Recent,
+    depth: shed::DepthCache,
     info_key: String,
     debug_key: String,
 }
@@ -101,6 +111,7 @@ impl Api {
             settings,
             metrics: ApiMetrics::default(),
             queued: submit::Recent::default(),
+            depth: shed::DepthCache::default(),
             info_key,
             debug_key,
         })
@@ -128,7 +139,7 @@ pub fn router(api: Arc<Api>) -> Router {
     let protected = course::routes()
         .merge(v1::routes())
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_token));
-    Router::new()
+    let router = Router::new()
         .route("/", get(page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -137,8 +148,14 @@ pub fn router(api: Arc<Api>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(api.clone(), calls::record))
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(api)
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    // Outermost, so a preflight is answered before the token check.
+    let router = if api.settings.cors_origins.is_empty() {
+        router
+    } else {
+        router.layer(axum::middleware::from_fn_with_state(api.clone(), cors::cors))
+    };
+    router.with_state(api)
 }
 
 async fn page() -> impl IntoResponse {

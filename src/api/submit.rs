@@ -88,6 +88,7 @@ impl Api {
                 "the body is not an image (JPEG, PNG, GIF, BMP or WebP)",
             ));
         }
+        self.shed().await?;
         let hash = ImageHash::of_bytes(image);
         match self.ports.queue.submit(&hash, name, image).await {
             Ok(()) => {

@@ -14,7 +14,7 @@ use crate::api::server::ServerLimits;
 use crate::api::{Api, ApiPorts, ApiSettings};
 use crate::backoff::Backoff;
 use crate::hash::ImageHash;
-use crate::ports::{FaceIndex, ImageMatch, ImageRecord, IndexError, NewImage};
+use crate::ports::{FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -64,6 +64,12 @@ impl FaceIndex for LateIndex {
     }
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         self.get()?.hash_of(name).await
+    }
+    async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError> {
+        self.get()?.record_failure(hash, reason).await
+    }
+    async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
+        self.get()?.failure(hash).await
     }
 }
 

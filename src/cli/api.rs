@@ -38,6 +38,14 @@ pub struct ApiArgs {
     /// Connections served at once.
     #[arg(long, env = "FACEREC_API_MAX_CONNECTIONS", default_value_t = ServerLimits::default().max_connections)]
     pub max_connections: usize,
+    /// Submissions get 503 + Retry-After while the work queue holds more messages than
+    /// this (0: off, the default). The depth is read at most once a second.
+    #[arg(long, env = "FACEREC_API_MAX_QUEUE", default_value_t = 0)]
+    pub max_queue: u64,
+    /// Origins allowed to call the API from a browser (comma-separated, `*` for any).
+    /// Unset: no CORS headers at all.
+    #[arg(long, env = "FACEREC_API_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     /// How this process names itself: log routing keys `<name>.rest.info` [default: the host name]
     #[arg(long, env = "FACEREC_HOSTNAME")]
     pub hostname: Option<String>,
@@ -66,7 +74,22 @@ impl ApiArgs {
         if self.max_body_bytes == 0 {
             return Err(ConfigError::invalid("FACEREC_API_MAX_BODY_BYTES", "must be above 0"));
         }
-        let api = ApiSettings { hostname: host, max_body_bytes: self.max_body_bytes, token, ..ApiSettings::default() };
+        let cors_origins: Vec<String> =
+            self.cors_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+        if let Some(bad) = cors_origins.iter().find(|o| o.as_str() != "*" && !o.contains("://")) {
+            return Err(ConfigError::invalid(
+                "FACEREC_API_CORS_ORIGINS",
+                format!("{bad:?} is not an origin like https://app.example"),
+            ));
+        }
+        let api = ApiSettings {
+            hostname: host,
+            max_body_bytes: self.max_body_bytes,
+            token,
+            max_queue: (self.max_queue > 0).then_some(self.max_queue),
+            cors_origins,
+            ..ApiSettings::default()
+        };
         let fetch = FetchPolicy {
             allow_private: self.allow_private_urls,
             max_bytes: self.max_body_bytes,

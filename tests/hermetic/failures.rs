@@ -112,6 +112,13 @@ async fn a_rejected_write_dead_letters_and_a_known_hash_is_never_re_added() {
         .expect_add_image()
         .times(1)
         .returning(|_, _| Err(IndexError::Rejected("WRONGTYPE db3 key holds a string".into())));
+    // The reason is recorded for `GET /api/v1/images/{hash}` (status `failed`).
+    let recorded = hash.clone();
+    index
+        .expect_record_failure()
+        .times(1)
+        .withf(move |h, reason| *h == recorded && reason.contains("WRONGTYPE"))
+        .returning(|_, _| Ok(()));
     let mut encoder = MockEncoder::new();
     encoder.expect_encode().times(1).returning(|_, _| Ok(facerec_fakes::testkit::fixtures::encoded("obama.jpg")));
     encoder.expect_fingerprint().return_const("mock".to_owned());

@@ -135,3 +135,22 @@ async fn a_key_of_the_wrong_type_is_a_permanent_error() {
     assert!(!idx.is_known(&hash).await.unwrap());
     cleanup(&names).await;
 }
+
+#[tokio::test]
+async fn a_failure_is_recorded_in_db0_with_an_expiry_and_the_seed_databases_are_untouched() {
+    let names = Names::new("failed");
+    let idx = index(&names).await;
+    let hash = ImageHash::of_bytes(b"a dead letter");
+    assert_eq!(idx.failure(&hash).await.unwrap(), None);
+    let before = dump(&names.prefix).await;
+    idx.record_failure(&hash, "not a decodable image: truncated").await.unwrap();
+    let failure = idx.failure(&hash).await.unwrap().expect("recorded");
+    assert_eq!(failure.reason, "not a decodable image: truncated");
+    assert!(failure.at > 1_600_000_000);
+    assert_eq!(dump(&names.prefix).await, before, "databases 1-4 unchanged");
+    let db0 = redis(0).await;
+    let key = format!("{}facerec:failed:{hash}", names.prefix);
+    let ttl: i64 = db0.ttl(&key).await.unwrap();
+    assert!(ttl > 29 * 24 * 3600, "expires in 30 days, ttl {ttl}");
+    cleanup(&names).await;
+}

@@ -66,6 +66,22 @@ impl ImagePublisher {
             .await
     }
 
+    /// Messages ready in the work queue (a passive declare on a channel of its own: a
+    /// missing queue closes that channel, never the confirm channel).
+    ///
+    /// # Errors
+    /// The queue does not exist or the connection failed.
+    pub async fn queue_depth(&self) -> Result<u64, AmqpError> {
+        let channel = self.connection.create_channel().await.map_err(AmqpError::channel("opening a channel"))?;
+        let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let queue = channel
+            .queue_declare(self.settings.queue.as_str().into(), options, FieldTable::default())
+            .await
+            .map_err(AmqpError::channel("reading the queue depth"))?;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(u64::from(queue.message_count()))
+    }
+
     /// Whether the connection and channel are still open.
     pub fn is_connected(&self) -> bool {
         self.connection.status().connected() && self.channel.status().connected()

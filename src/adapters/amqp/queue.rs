@@ -132,6 +132,15 @@ impl ImageQueue for AmqpQueue {
             other => other,
         }
     }
+
+    async fn depth(&self) -> Result<u64, QueueError> {
+        let link = self.inner.link().await?;
+        match tokio::time::timeout(AmqpQueue::CONNECT_TIMEOUT, link.queue_depth()).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(QueueError::Unavailable(e.to_string())),
+            Err(_) => Err(QueueError::Unavailable("no queue depth within the connect timeout".into())),
+        }
+    }
 }
 
 impl Drop for AmqpQueue {

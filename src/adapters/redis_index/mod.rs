@@ -8,7 +8,7 @@
 //! | 2 | image hash | set of names |
 //! | 3 | image hash | set of encodings (1024 bytes: 128 little-endian f64) |
 //! | 4 | image hash | set of hashes of images with a matching face (both ways) |
-//! | 0 | `facerec:*` | change log, per-image fingerprint and status, pair distances |
+//! | 0 | `facerec:*` | change log, per-image fingerprint and status, pair distances, failures |
 //!
 //! Adding a new image: (1) one script stores its faces in db 3 and appends it to the change
 //! log, returning everything logged since this worker last looked; (2) the faces are
@@ -30,13 +30,14 @@
 //! At start the cache is built from db 3 itself (not from the log), so a database filled
 //! by another program that follows the schema is matched against in full.
 
+mod failures;
 mod scripts;
 
 use crate::config::ServiceUrl;
 use crate::face::Encoding;
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
-use crate::ports::{FaceIndex, ImageMatch, ImageRecord, IndexError, NewImage};
+use crate::ports::{FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
@@ -409,6 +410,14 @@ impl FaceIndex for RedisIndex {
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         let reply = self.run(&self.scripts.hash_of, vec![self.prefix(), name.into()]).await?;
         Ok(text(&reply).and_then(|h| ImageHash::parse(&h).ok()))
+    }
+
+    async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError> {
+        self.put_failure(hash, reason).await
+    }
+
+    async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
+        self.get_failure(hash).await
     }
 
     async fn ping(&self) -> Result<(), IndexError> {

@@ -21,7 +21,7 @@ pub enum ImageStatus {
     Queued,
     /// Stored: faces and matches are known.
     Done,
-    /// Dead-lettered by the workers (not reported yet by this server).
+    /// Dead-lettered by the workers: `reason` says why.
     Failed,
     /// Never seen.
     Unknown,
@@ -63,6 +63,12 @@ pub struct ImageView {
     pub matches: usize,
     /// The encoder settings it was scanned with, when recorded.
     pub fingerprint: Option<String>,
+    /// Why the workers gave up on it (status `failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When they gave up, in seconds since the Unix epoch (status `failed` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<u64>,
 }
 
 /// Another image sharing a face.
@@ -164,15 +170,25 @@ pub async fn image(
             faces: r.faces.len(),
             matches: r.matches.len(),
             fingerprint: r.fingerprint,
+            reason: None,
+            failed_at: None,
         },
-        _ => ImageView {
-            hash: hash.to_string(),
-            status: status_of_missing(&api, &hash),
-            names: Vec::new(),
-            faces: 0,
-            matches: 0,
-            fingerprint: None,
-        },
+        _ => {
+            let failure = api.ports.index.failure(&hash).await.map_err(|e| index_problem(&api, &e))?;
+            ImageView {
+                hash: hash.to_string(),
+                status: match &failure {
+                    Some(_) => ImageStatus::Failed,
+                    None => status_of_missing(&api, &hash),
+                },
+                names: Vec::new(),
+                faces: 0,
+                matches: 0,
+                fingerprint: None,
+                failed_at: failure.as_ref().map(|f| f.at),
+                reason: failure.map(|f| f.reason),
+            }
+        }
     };
     Ok(Json(view))
 }

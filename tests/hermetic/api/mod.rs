@@ -4,6 +4,7 @@
 mod broker_down;
 mod course;
 mod errors;
+mod shedding;
 mod ssrf;
 mod v1;
 
@@ -159,6 +160,12 @@ impl FaceIndex for DownIndex {
         Err(IndexError::Unavailable("connection refused".into()))
     }
     async fn hash_of(&self, _: &str) -> Result<Option<ImageHash>, IndexError> {
+        Err(IndexError::Unavailable("connection refused".into()))
+    }
+    async fn record_failure(&self, _: &ImageHash, _: &str) -> Result<(), IndexError> {
+        Err(IndexError::Unavailable("down".into()))
+    }
+    async fn failure(&self, _: &ImageHash) -> Result<Option<facerec::ports::ImageFailure>, IndexError> {
         Err(IndexError::Unavailable("connection refused".into()))
     }
 }

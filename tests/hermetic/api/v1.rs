@@ -87,3 +87,32 @@ async fn the_openapi_document_is_3_1_and_lists_every_v1_route() {
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 }
+
+#[tokio::test]
+async fn a_dead_lettered_image_is_failed_with_the_workers_reason() {
+    use facerec::orchestrator::{Orchestrator, Outcome, Settings};
+    use facerec::ports::{Delivery, DeliveryId};
+    let front = Front::new();
+    let hash = facerec_fakes::testkit::fixtures::hash_of("obama.jpg");
+    // A worker over the same index whose encoder has no result for the image: dead-lettered.
+    let worker = Orchestrator::new(
+        facerec_fakes::FakeEncoder::new(),
+        front.index.clone(),
+        front.logs.clone(),
+        Settings::for_host("h"),
+    );
+    let body = facerec_fakes::testkit::message::message(hash.as_str(), "obama.jpg");
+    let delivery = Delivery { id: DeliveryId(1), body, headers: Default::default(), attempt: 1 };
+    assert!(matches!(worker.process(&delivery).await, Outcome::Rejected { .. }));
+    let r = front.get(&format!("/api/v1/images/{hash}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(v["reason"].as_str().is_some_and(|r| r.contains("no recorded encoding")), "{v}");
+    assert!(v["failed_at"].as_u64().is_some_and(|t| t > 1_600_000_000), "{v}");
+    // Stored later (sent again and processed): done wins, no reason.
+    front.store("obama.jpg", &["obama.jpg"]).await;
+    let v = front.get(&format!("/api/v1/images/{hash}")).await.json();
+    assert_eq!(v["status"], "done");
+    assert!(v.get("reason").is_none(), "{v}");
+}
