@@ -27,6 +27,11 @@ for q in (name, name + ".dead"):
     channel.queue_delete(q)
 for e in (name, name + ".logs"):
     channel.exchange_delete(e)
+import redis
+for db in range(5):
+    r = redis.Redis(host="127.0.0.1", db=db)
+    for key in r.scan_iter(match=name + ":*", count=1000):
+        r.delete(key)
 PYEOF
 }
 trap cleanup EXIT
@@ -41,3 +46,5 @@ for _ in $(seq 50); do
 done
 "$PY" tests/interop/test_rest.py --host "127.0.0.1:$port" --key-prefix "$id:" --images "$IMAGES" \
   --python "$PY" --timeout 60 --cleanup
+# The OpenAPI contract (schemathesis) against the same API and worker.
+tests/contract/run.sh "http://127.0.0.1:$port"

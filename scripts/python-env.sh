@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A Python virtualenv for the tests: face_recognition 1.3.0 (the reference the encoder is
 # checked against, on the dlib-bin wheel), pika + redis (the interop client) and requests +
-# jsonpickle (the course's REST client).
+# jsonpickle (the course's REST client), schemathesis (the API's contract test).
 # Usage: scripts/python-env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -21,4 +21,9 @@ fi
 if [[ ! -f $FACEREC_VENV/.facerec-rest-1 ]]; then
   "$FACEREC_VENV/bin/pip" install --quiet --disable-pip-version-check "requests==2.32.3" "jsonpickle==4.0.1"
   touch "$FACEREC_VENV/.facerec-rest-1"
+fi
+# The contract test of the REST API (tests/contract/run.sh).
+if [[ ! -f $FACEREC_VENV/.facerec-contract-1 ]]; then
+  "$FACEREC_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+  touch "$FACEREC_VENV/.facerec-contract-1"
 fi
