@@ -11,6 +11,7 @@
 /// [`facerec_fakes::testkit::Worker::spawn`].
 const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 
+mod api;
 mod crashes;
 mod hardening;
 mod own_redis;
