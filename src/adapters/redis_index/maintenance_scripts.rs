@@ -1,0 +1,116 @@
+//! Lua scripts for erasing images, and the guards that keep an erased image from coming
+//! back through a commit or a name that was in flight when it was erased. Kept apart from
+//! `scripts.rs` (the pipeline's scripts); the guards are prepended to those scripts.
+//!
+//! Every key gets `ARGV[1]` (the key prefix) in front, as in `scripts.rs`.
+
+/// Prepended to the commit script (ARGV: prefix, hash, name, then pairs of (other hash,
+/// distance)). An image's `facerec:image:<hash>` record is written when its faces are
+/// stored and removed when it is erased: without it, the image was erased while this
+/// worker compared it, so nothing is written (returns 0). Matches with images whose faces
+/// are gone from db 3 (erased meanwhile) are dropped: `ARGV` is shadowed by a local copy
+/// without them, which the commit script then reads.
+pub(super) const COMMIT_ERASED_GUARD: &str = r#"
+if redis.call('EXISTS', ARGV[1] .. 'facerec:image:' .. ARGV[2]) == 0 then return 0 end
+local ARGV = (function(argv)
+  local kept = {argv[1], argv[2], argv[3]}
+  redis.call('SELECT', 3)
+  for i = 4, #argv, 2 do
+    if redis.call('EXISTS', argv[1] .. argv[i]) == 1 then
+      table.insert(kept, argv[i])
+      table.insert(kept, argv[i + 1])
+    end
+  end
+  redis.call('SELECT', 0)
+  return kept
+end)(ARGV)
+"#;
+
+/// Prepended to the add-name script (ARGV: prefix, hash, name): a name is only added to
+/// an image that still exists (db 2), so an erase between "is known" and "add name" wins.
+pub(super) const ADD_NAME_ERASED_GUARD: &str = r#"
+redis.call('SELECT', 2)
+local alive = redis.call('EXISTS', ARGV[1] .. ARGV[2])
+redis.call('SELECT', 0)
+if alive == 0 then return 0 end
+"#;
+
+/// Erases images. ARGV: prefix, change-log max length, hashes...
+/// For each hash: the names in db 1 that still point to it, its keys in db 2, 3 and 4, its
+/// hash in every linked image's db 4 set and distance hash (linked: its own db 4 set and
+/// distance hash together, so a one-sided link is found too), its record and distance hash
+/// in db 0; then one change-log entry `hash=<h> op=forget`, which makes every worker drop
+/// the faces from its cache before it next compares. Older change-log entries naming it
+/// are deleted. Keys of an unexpected type are deleted, never read, so no command fails
+/// half-way. Returns `{{hash, found, {names}, faces, linked}, ...}`.
+pub(super) const FORGET: &str = r#"
+local p, maxlen = ARGV[1], ARGV[2]
+local stream = p .. 'facerec:faces'
+local st = redis.call('TYPE', stream)['ok']
+if st ~= 'none' and st ~= 'stream' then
+  return redis.error_reply('WRONGTYPE db 0 key ' .. stream .. ' is a ' .. st .. ', the schema needs a stream')
+end
+local function typed(db, key, kind)
+  redis.call('SELECT', db)
+  return redis.call('TYPE', key)['ok'] == kind
+end
+local out, gone = {}, {}
+for i = 3, #ARGV do
+  local h = ARGV[i]
+  local names, removed = {}, {}
+  if typed(2, p .. h, 'set') then names = redis.call('SMEMBERS', p .. h) end
+  for _, n in ipairs(names) do
+    if typed(1, p .. n, 'string') and redis.call('GET', p .. n) == h then
+      redis.call('DEL', p .. n)
+      table.insert(removed, n)
+    end
+  end
+  local faces = 0
+  if typed(3, p .. h, 'set') then faces = redis.call('SCARD', p .. h) end
+  local linked, seen = {}, {}
+  if typed(4, p .. h, 'set') then linked = redis.call('SMEMBERS', p .. h) end
+  local matches = #linked
+  for _, o in ipairs(linked) do seen[o] = true end
+  local dist = p .. 'facerec:dist:' .. h
+  if typed(0, dist, 'hash') then
+    for _, o in ipairs(redis.call('HKEYS', dist)) do
+      if not seen[o] then seen[o] = true table.insert(linked, o) end
+    end
+  end
+  for _, o in ipairs(linked) do
+    if typed(4, p .. o, 'set') then redis.call('SREM', p .. o, h) end
+    if typed(0, p .. 'facerec:dist:' .. o, 'hash') then redis.call('HDEL', p .. 'facerec:dist:' .. o, h) end
+  end
+  local deleted = #removed
+  for db = 2, 4 do
+    redis.call('SELECT', db)
+    deleted = deleted + redis.call('DEL', p .. h)
+  end
+  redis.call('SELECT', 0)
+  deleted = deleted + redis.call('DEL', p .. 'facerec:image:' .. h, dist)
+  local found = 0
+  if deleted > 0 then
+    found = 1
+    gone[h] = true
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'hash', h, 'op', 'forget')
+  end
+  table.insert(out, {h, found, removed, faces, matches})
+end
+redis.call('SELECT', 0)
+if next(gone) ~= nil then
+  local cursor = '-'
+  while true do
+    local page = redis.call('XRANGE', stream, cursor, '+', 'COUNT', 1000)
+    if #page == 0 then break end
+    for _, entry in ipairs(page) do
+      local fields, hash, op = entry[2], nil, nil
+      for j = 1, #fields, 2 do
+        if fields[j] == 'hash' then hash = fields[j + 1] elseif fields[j] == 'op' then op = fields[j + 1] end
+      end
+      if hash ~= nil and gone[hash] and op ~= 'forget' then redis.call('XDEL', stream, entry[1]) end
+    end
+    cursor = '(' .. page[#page][1]
+  end
+end
+return out
+"#;
