@@ -16,8 +16,8 @@ fn main() {
         Ok(name) => clap::ValueEnum::from_str(&name, true).expect("FACEREC_DETECTOR: hog, hog-dlib or cnn"),
         Err(_) => EncoderSettings::default().detector,
     };
-    let dir = facerec_fakes::samples::sample_images_dir();
-    let files = facerec_fakes::samples::SAMPLE_IMAGES;
+    let dir = facerec_fakes::testkit::fixtures::sample_images_dir();
+    let files = facerec_fakes::testkit::fixtures::SAMPLE_IMAGES;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for upsample in [0, 1] {
         let encoder =

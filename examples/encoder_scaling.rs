@@ -11,8 +11,8 @@ async fn main() {
     use facerec::hash::ImageHash;
     use facerec::ports::FaceEncoder;
     use futures::StreamExt;
-    let dir = facerec_fakes::samples::sample_images_dir();
-    let files = facerec_fakes::samples::SAMPLE_IMAGES;
+    let dir = facerec_fakes::testkit::fixtures::sample_images_dir();
+    let files = facerec_fakes::testkit::fixtures::SAMPLE_IMAGES;
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("numbers: COPIES THREADS..."));
     let copies = args.next().unwrap_or(4);
     let thread_counts: Vec<usize> = args.collect();

@@ -2,7 +2,8 @@
 //! inject failures, plus mockall mocks for scripted sequences.
 //!
 //! Production code that runs without servers (the embedded index, the file source, the
-//! recorded encoder) lives in the `facerec` crate itself; this crate only holds doubles.
+//! recorded encoder) lives in the `facerec` crate itself; this crate only holds doubles and,
+//! behind the `testkit` feature, the helpers the test binaries share.
 //!
 //! # Layout
 //! - [`timeline`]: one ordered record of events shared by several fakes, so a test can
@@ -12,14 +13,16 @@
 //! - [`encoder`]: [`FakeEncoder`], canned faces per hash, with call counts and a gate.
 //! - [`logs`]: [`RecordingLogs`], every published line with its routing key.
 //! - [`mocks`]: mockall mocks of the four ports.
-//! - [`samples`]: names and folder of face_recognition's sample images (dlib tests, benches).
+//! - [`testkit`] (feature `testkit`): what every test binary, bench and example shares:
+//!   fixtures, message builder, harness, server clients, a spawned worker.
 
 pub mod encoder;
 pub mod index;
 pub mod logs;
 pub mod mocks;
-pub mod samples;
 pub mod source;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod timeline;
 
 pub use encoder::FakeEncoder;

@@ -4,18 +4,20 @@
 //! Needs features `dlib` and `services`, and FACEREC_PYTHON (scripts/test.sh sets both up).
 #![cfg(all(feature = "dlib", feature = "services"))]
 
-#[path = "../services/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-
 use facerec::adapters::amqp::{REASON_HEADER, text_headers};
+use facerec_fakes::testkit::fixtures::sample_images_dir;
+use facerec_fakes::testkit::servers::{cleanup, publish_with, queue_len, rabbit, redis, stored};
+use facerec_fakes::testkit::{Names, Worker, wait_until};
 use fred::prelude::*;
-use helpers::{Names, Worker, cleanup, publish_with, queue_len, rabbit, redis, wait_until};
 use lapin::BasicProperties;
 use lapin::options::BasicGetOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// The binary under test: only integration tests know its path, so they hand it to
+/// [`Worker::spawn`].
+const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 
 /// Peak resident memory allowed for a worker with two encoder threads going through the
 /// corpus (stated in docs/RELIABILITY.md).
@@ -30,8 +32,7 @@ fn peak_rss_mb(pid: i32) -> u64 {
 #[tokio::test]
 async fn every_bad_input_is_refused_with_its_reason_or_processed_and_memory_stays_bounded() {
     let python = std::env::var("FACEREC_PYTHON").expect("FACEREC_PYTHON (scripts/test.sh sets it)");
-    let images = std::env::var("FACEREC_IMAGES")
-        .unwrap_or_else(|_| format!("{}/.cache/facerec/images", std::env::var("HOME").unwrap()));
+    let images = sample_images_dir();
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/make_corpus.py");
@@ -55,11 +56,11 @@ async fn every_bad_input_is_refused_with_its_reason_or_processed_and_memory_stay
         .collect();
     publish_with(&names, messages).await;
     let args = ["--http-addr", "off", "--max-message-bytes", "5000000", "--concurrency", "2", "--encoder-threads", "2"];
-    let worker = Worker::spawn(&names, &args, dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args, dir.path());
 
     let expected_dead = manifest.iter().filter(|i| i["expect"].as_str().unwrap().starts_with("dead:")).count();
     let expected_stored = manifest.len() - expected_dead;
-    let stored = || helpers::stored(&names);
+    let stored = || stored(&names);
     wait_until("every corpus message settled", Duration::from_secs(300), || async {
         queue_len(&names.dead).await as usize == expected_dead
             && stored().await >= 1

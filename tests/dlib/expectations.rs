@@ -1,7 +1,8 @@
 //! face_recognition 1.3.0's own test expectations (tests/test_face_recognition.py).
 
-use crate::helpers::encode_file;
+use crate::encode_file;
 use facerec::face::BoundingBox;
+use facerec_fakes::testkit::fixtures::recording;
 
 fn bbox(top: i64, right: i64, bottom: i64, left: i64) -> BoundingBox {
     BoundingBox { top, right, bottom, left }
@@ -43,10 +44,7 @@ async fn same_person_within_tolerance_other_person_beyond() {
 #[tokio::test]
 async fn the_committed_recording_matches_what_the_encoder_computes_now() {
     // The hermetic suite replays fixtures/encodings; they must stay true to the encoder.
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/encodings/face_recognition_test_images.json");
-    let recording = facerec::adapters::recorded_encoder::Recording::load(&path).unwrap();
-    for recorded in &recording.images {
+    for recorded in &recording().images {
         let now = encode_file(&recorded.name).await;
         assert_eq!(now.faces.len(), recorded.faces.len(), "{}", recorded.name);
         for (a, b) in now.faces.iter().zip(&recorded.faces) {

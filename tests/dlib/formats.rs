@@ -1,15 +1,16 @@
 //! Image formats, EXIF orientation, several faces, and inputs that must be refused.
 
-use crate::helpers::{encode, encode_file, image};
+use crate::{encode, encode_file};
 use facerec::adapters::dlib::{DlibEncoder, EncoderSettings};
 use facerec::decode::DecodeLimits;
 use facerec::hash::ImageHash;
 use facerec::ports::{EncodeError, FaceEncoder};
+use facerec_fakes::testkit::fixtures::{sample_image, sample_images_dir};
 use image::{DynamicImage, ImageEncoder, ImageFormat};
 use std::io::Cursor;
 
 fn decoded(file: &str) -> DynamicImage {
-    image::load_from_memory(&image(file)).unwrap()
+    image::load_from_memory(&sample_image(file)).unwrap()
 }
 
 fn write(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
@@ -96,7 +97,7 @@ async fn cmyk_jpeg_decodes() {
     let python = std::env::var("FACEREC_PYTHON").expect("FACEREC_PYTHON (scripts/test.sh sets it)");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cmyk.jpg");
-    let src = crate::helpers::images_dir().join("obama.jpg");
+    let src = sample_images_dir().join("obama.jpg");
     let status = std::process::Command::new(python)
         .args(["-c", "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('CMYK').save(sys.argv[2])"])
         .arg(&src)
@@ -110,7 +111,7 @@ async fn cmyk_jpeg_decodes() {
 
 #[tokio::test]
 async fn truncated_garbage_and_oversized_images_are_refused_with_reasons() {
-    let jpeg = image("obama.jpg");
+    let jpeg = sample_image("obama.jpg");
     match encode(&jpeg[..jpeg.len() / 2]).await {
         Err(EncodeError::NotAnImage(reason)) => {
             assert!(reason.contains("Premature end"), "{reason}")

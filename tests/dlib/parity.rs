@@ -1,21 +1,20 @@
 //! Encodings equal Python's face_recognition on the same images, to 1e-4 per component,
 //! border faces included: Python runs here, now, on the same files.
 
-use crate::helpers::{encode_file, images_dir};
+use crate::encode_file;
 use facerec::adapters::dlib::{DlibEncoder, EncoderSettings};
 use facerec::hash::ImageHash;
 use facerec::ports::FaceEncoder;
+use facerec_fakes::testkit::fixtures::{SAMPLE_IMAGES as FILES, sample_images_dir};
 use serde_json::Value;
 use std::process::Command;
-
-use facerec_fakes::samples::SAMPLE_IMAGES as FILES;
 
 /// face_recognition's output, one JSON object per file, from scripts/face_recognition_reference.py.
 fn python_reference(upsample: u32) -> Vec<Value> {
     let python = std::env::var("FACEREC_PYTHON")
         .expect("FACEREC_PYTHON must point at the venv made by scripts/python-env.sh (scripts/test.sh sets it)");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/face_recognition_reference.py");
-    let paths: Vec<_> = FILES.iter().map(|f| images_dir().join(f)).collect();
+    let paths: Vec<_> = FILES.iter().map(|f| sample_images_dir().join(f)).collect();
     let out = Command::new(python)
         .arg(script)
         .arg("--upsample")
@@ -60,7 +59,7 @@ async fn encodings_match_python_without_upsampling() {
     let encoder =
         DlibEncoder::start(EncoderSettings { upsample: 0, threads: 1, ..EncoderSettings::default() }).unwrap();
     for (file, theirs) in FILES.iter().zip(&reference) {
-        let bytes = std::fs::read(images_dir().join(file)).unwrap();
+        let bytes = std::fs::read(sample_images_dir().join(file)).unwrap();
         let ours = encoder.encode(&ImageHash::of_bytes(&bytes), &bytes).await.unwrap();
         assert_same(file, &ours, theirs);
     }

@@ -1,7 +1,9 @@
 //! Workers SIGKILLed at random points, twenty times over one batch.
 
+use crate::FACEREC;
 use crate::SERIAL;
-use crate::helpers::{Batch, Names, Worker, cleanup, dump, publish, queue_len, stored, wait_until};
+use facerec_fakes::testkit::servers::{cleanup, dump, publish, queue_len, stored};
+use facerec_fakes::testkit::{Batch, Names, Worker, wait_until};
 use std::time::Duration;
 
 #[tokio::test]
@@ -17,7 +19,7 @@ async fn twenty_sigkills_across_two_hundred_messages_lose_and_duplicate_nothing(
     let mut progress = Vec::new();
     for _ in 0..20 {
         let before = stored(&names).await;
-        let worker = Worker::spawn(&names, &args, dir.path());
+        let worker = Worker::spawn(FACEREC, &names, &args, dir.path());
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -28,7 +30,7 @@ async fn twenty_sigkills_across_two_hundred_messages_lose_and_duplicate_nothing(
     }
     let killed_mid_batch = progress.iter().filter(|p| **p > 0).count();
     assert!(killed_mid_batch >= 10, "most kills must land while images are being processed: {progress:?}");
-    let worker = Worker::spawn(&names, &args, dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args, dir.path());
     wait_until("all 200 stored", Duration::from_secs(120), || async { stored(&names).await == 200 }).await;
     wait_until("queue drained", Duration::from_secs(30), || async { queue_len(&names.queue).await == 0 }).await;
     assert!(worker.terminate(Duration::from_secs(20)).success());

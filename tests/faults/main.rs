@@ -7,12 +7,12 @@
 //! test binary of their own; cargo runs test binaries one after another.
 #![cfg(feature = "services")]
 
-#[path = "../services/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-mod own_redis;
+/// The binary under test: only integration tests know its path, so they hand it to
+/// [`facerec_fakes::testkit::Worker::spawn`].
+const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 
 mod crashes;
+mod own_redis;
 mod services_down;
 mod tls;
 mod workers;

@@ -1,6 +1,7 @@
 //! A Redis server of the drill's own (random port, AOF fsynced on every write), so that
 //! killing, restarting and freezing it touches no other test.
 
+use facerec_fakes::testkit::signal;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,12 +55,12 @@ impl OwnRedis {
 
     /// SIGSTOP: the server holds every connection open and answers nothing.
     pub fn freeze(&self) {
-        crate::helpers::signal(self.pid(), "STOP");
+        signal(self.pid(), "STOP");
     }
 
     /// SIGCONT.
     pub fn thaw(&self) {
-        crate::helpers::signal(self.pid(), "CONT");
+        signal(self.pid(), "CONT");
     }
 
     fn pid(&self) -> i32 {
@@ -70,7 +71,7 @@ impl OwnRedis {
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            crate::helpers::signal(c.id() as i32, "CONT");
+            signal(c.id() as i32, "CONT");
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -2,10 +2,12 @@
 //! retry budget: the worker reconnects and finishes, or dead-letters with a reason, and
 //! never exits.
 
+use crate::FACEREC;
 use crate::SERIAL;
-use crate::helpers::{Batch, Names, Worker, cleanup, count_keys, dump_at, publish, queue_len, wait_until};
 use crate::own_redis::OwnRedis;
 use facerec::adapters::amqp::{REASON_HEADER, text_headers};
+use facerec_fakes::testkit::servers::{cleanup, count_keys, dump_at, publish, queue_len, rabbit};
+use facerec_fakes::testkit::{Batch, Names, Worker, wait_until};
 use lapin::options::BasicGetOptions;
 use std::process::Command;
 use std::time::Duration;
@@ -47,7 +49,7 @@ async fn redis_crashing_mid_batch_is_survived_without_loss() {
         "--redis-timeout",
         "2",
     ];
-    let worker = Worker::spawn(&names, &args, dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args, dir.path());
     wait_until("30 stored", Duration::from_secs(60), || async { stored_at(&url, &names).await >= 30 }).await;
     redis.crash_and_restart(Duration::from_secs(2));
     wait_until("all 100 stored", Duration::from_secs(120), || async { stored_at(&url, &names).await == 100 }).await;
@@ -69,7 +71,7 @@ async fn rabbitmq_stopping_and_starting_mid_batch_is_survived_without_loss() {
     let recording = batch.save(dir.path()).display().to_string();
     let url = redis.url();
     let args = ["--encodings", &recording, "--recorded-delay-ms", "20", "--http-addr", "off", "--redis-url", &url];
-    let worker = Worker::spawn(&names, &args, dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args, dir.path());
     wait_until("30 stored", Duration::from_secs(60), || async { stored_at(&url, &names).await >= 30 }).await;
     rabbitmqctl("stop_app");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -109,7 +111,7 @@ async fn redis_frozen_past_the_retry_budget_dead_letters_with_a_reason_then_work
         "--redis-timeout",
         "1",
     ];
-    let worker = Worker::spawn(&names, &args, dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args, dir.path());
     wait_until("worker up", Duration::from_secs(20), || async { worker.logs().contains("consuming from RabbitMQ") })
         .await;
     redis.freeze();
@@ -121,7 +123,7 @@ async fn redis_frozen_past_the_retry_budget_dead_letters_with_a_reason_then_work
     wait_until("the other 5 stored", Duration::from_secs(60), || async { stored_at(&url, &names).await == 5 }).await;
     assert!(worker.terminate(Duration::from_secs(20)).success(), "still running after the outage");
 
-    let conn = crate::helpers::rabbit().await;
+    let conn = rabbit().await;
     let ch = conn.create_channel().await.unwrap();
     while let Some(m) = ch.basic_get(names.dead.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap() {
         let reason =

@@ -2,8 +2,10 @@
 //! private CA given through SSL_CERT_FILE, stores an image, and refuses a server it cannot
 //! verify.
 
+use crate::FACEREC;
 use crate::SERIAL;
-use crate::helpers::{Batch, Names, amqp_url, cleanup, publish, wait_until};
+use facerec_fakes::testkit::servers::{amqp_url, cleanup, publish};
+use facerec_fakes::testkit::{Batch, Names, wait_until};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -96,7 +98,7 @@ async fn a_worker_stores_through_tls_and_refuses_an_unverified_server() {
     let recording = batch.save(d).display().to_string();
     let url = format!("rediss://localhost:{port}");
     let spawn = |cert: &str| {
-        Command::new(env!("CARGO_BIN_EXE_facerec"))
+        Command::new(FACEREC)
             .arg("worker")
             .args(names.worker_args())
             .args(["--encodings", &recording, "--http-addr", "off", "--redis-url", &url, "--redis-timeout", "2"])

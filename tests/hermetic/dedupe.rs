@@ -1,7 +1,8 @@
 //! A hash already seen is not scanned again; only its name is added.
 
-use crate::helpers::{Harness, hash_of};
 use facerec::ports::FaceIndex;
+use facerec_fakes::testkit::Harness;
+use facerec_fakes::testkit::fixtures::hash_of;
 use std::collections::BTreeSet;
 
 #[tokio::test]

@@ -1,12 +1,13 @@
 //! Ack only after a durable write; requeue on transient failures (bounded); dead-letter
 //! what can never succeed, with its reason.
 
-use crate::helpers::{Harness, hash_of, message};
 use facerec::hash::ImageHash;
 use facerec::orchestrator::{Orchestrator, Outcome, Settings};
 use facerec::ports::{Delivery, DeliveryId, EncodeError, FaceIndex, IndexError, Settlement};
 use facerec_fakes::Method;
 use facerec_fakes::mocks::{MockEncoder, MockIndex, MockLogs};
+use facerec_fakes::testkit::fixtures::hash_of;
+use facerec_fakes::testkit::{Harness, message};
 use std::collections::BTreeMap;
 
 #[tokio::test]
@@ -72,8 +73,8 @@ async fn poison_messages_are_dead_lettered_with_their_reason_and_the_rest_goes_o
     h.source.push(b"{not json".to_vec());
     h.source.push(br#"{"hash": "x", "image": "aGk="}"#.to_vec());
     h.source.push(br#"{"hash": "x", "name": "n", "image": 12}"#.to_vec());
-    h.source.push(message(&not_an_image, "hello.txt"));
-    h.source.push(message(&too_big, "bomb.png"));
+    h.source.push(message(not_an_image.as_str(), "hello.txt"));
+    h.source.push(message(too_big.as_str(), "bomb.png"));
     h.push("obama.jpg", "fine.jpg");
     h.run().await;
 
@@ -94,7 +95,7 @@ async fn a_transient_encoder_failure_requeues() {
     h.options.concurrency = 1;
     let flaky = ImageHash::parse("flaky").unwrap();
     h.encoder.set(&flaky, Err(EncodeError::Unavailable("encoder restarting".into())));
-    h.source.push(message(&flaky, "x.jpg"));
+    h.source.push(message(flaky.as_str(), "x.jpg"));
     h.settings.max_attempts = 2;
     h.run().await;
     let s: Vec<Settlement> = h.source.settlements().into_iter().map(|(_, s)| s).collect();
@@ -132,12 +133,12 @@ async fn a_rejected_write_dead_letters_and_a_known_hash_is_never_re_added() {
         .times(1)
         .returning(|_, _| Err(IndexError::Rejected("WRONGTYPE db3 key holds a string".into())));
     let mut encoder = MockEncoder::new();
-    encoder.expect_encode().times(1).returning(|_, _| Ok(crate::helpers::encoded("obama.jpg")));
+    encoder.expect_encode().times(1).returning(|_, _| Ok(facerec_fakes::testkit::fixtures::encoded("obama.jpg")));
     encoder.expect_fingerprint().return_const("mock".to_owned());
     let mut logs = MockLogs::new();
     logs.expect_publish().returning(|_, _| ());
     let o = Orchestrator::new(encoder, index, logs, Settings::for_host("h"));
-    let outcome = o.process(&delivery(message(&hash, "a"), 1)).await;
+    let outcome = o.process(&delivery(message(hash.as_str(), "a"), 1)).await;
     assert!(matches!(outcome, Outcome::Rejected { reason, .. } if reason.contains("WRONGTYPE")));
 
     let mut index = MockIndex::new();
@@ -149,6 +150,6 @@ async fn a_rejected_write_dead_letters_and_a_known_hash_is_never_re_added() {
     let mut logs = MockLogs::new();
     logs.expect_publish().returning(|_, _| ());
     let o = Orchestrator::new(encoder, index, logs, Settings::for_host("h"));
-    let outcome = o.process(&delivery(message(&hash, "b"), 1)).await;
+    let outcome = o.process(&delivery(message(hash.as_str(), "b"), 1)).await;
     assert!(matches!(outcome, Outcome::NameAdded { .. }));
 }

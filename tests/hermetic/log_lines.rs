@@ -1,6 +1,8 @@
 //! Progress lines: routing keys, their order, and what the info line says.
 
-use crate::helpers::{HOST, Harness, hash_of};
+use facerec_fakes::testkit::Harness;
+use facerec_fakes::testkit::fixtures::hash_of;
+use facerec_fakes::testkit::harness::HOST;
 
 fn key(level: &str) -> String {
     format!("{HOST}.worker.{level}")

@@ -1,8 +1,6 @@
 //! Hermetic tests: the orchestrator and runner over fakes and recorded encodings.
 //! No servers, no dlib, no models: plain `cargo test`.
 
-mod helpers;
-
 mod dedupe;
 mod failures;
 mod log_lines;

@@ -1,9 +1,10 @@
 //! Matches: symmetric, never with itself, across several faces per image.
 
-use crate::helpers::{Harness, encoded, hash_of, message};
 use facerec::face::EncodedImage;
 use facerec::hash::ImageHash;
 use facerec::ports::FaceIndex;
+use facerec_fakes::testkit::fixtures::{encoded, hash_of};
+use facerec_fakes::testkit::{Harness, message};
 use std::collections::BTreeSet;
 
 const OBAMAS: [&str; 6] =
@@ -68,7 +69,7 @@ async fn an_image_with_two_people_matches_images_of_either() {
     let mut faces = encoded("obama.jpg").faces;
     faces.extend(encoded("biden.jpg").faces);
     h.encoder.set(&group, Ok(EncodedImage { width: 2000, height: 1200, faces, times: Default::default() }));
-    h.source.push(message(&group, "group.jpg"));
+    h.source.push(message(group.as_str(), "group.jpg"));
     h.push("obama2.jpg", "obama2.jpg");
     h.push("biden.jpg", "biden.jpg");
     h.run().await;
@@ -98,9 +99,9 @@ async fn an_image_without_faces_is_stored_known_and_matches_nothing() {
     let h = Harness::new();
     let empty = ImageHash::parse("landscape").unwrap();
     h.encoder.set(&empty, Ok(EncodedImage { width: 10, height: 10, faces: vec![], times: Default::default() }));
-    h.source.push(message(&empty, "landscape.jpg"));
+    h.source.push(message(empty.as_str(), "landscape.jpg"));
     h.run().await;
-    h.source.push(message(&empty, "landscape-copy.jpg"));
+    h.source.push(message(empty.as_str(), "landscape-copy.jpg"));
     h.run().await;
     assert!(h.index.is_known(&empty).await.unwrap());
     assert_eq!(h.encoder.calls().len(), 1, "no faces is still a result: not scanned again");

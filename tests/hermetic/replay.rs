@@ -2,7 +2,6 @@
 //! producer) replayed through the production wiring of `facerec replay`: file source,
 //! recorded encoder, embedded index.
 
-use crate::helpers::{HOST, hash_of};
 use facerec::adapters::embedded_index::EmbeddedIndex;
 use facerec::adapters::file_source::{FileKind, FileSource};
 use facerec::adapters::recorded_encoder::RecordedEncoder;
@@ -10,15 +9,15 @@ use facerec::orchestrator::{Orchestrator, Settings};
 use facerec::ports::{FaceIndex, Settlement};
 use facerec::runner::{self, RunOptions};
 use facerec_fakes::RecordingLogs;
-use std::path::Path;
+use facerec_fakes::testkit::fixtures::{fixtures_dir, hash_of, recorded_encodings_path};
+use facerec_fakes::testkit::harness::HOST;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn every_wire_form_a_seed_producer_sends_is_understood() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let source = Arc::new(FileSource::new(FileKind::Captures, &[root.join("fixtures/messages")]).unwrap());
-    let encoder = RecordedEncoder::load(&root.join("fixtures/encodings/face_recognition_test_images.json")).unwrap();
+    let source = Arc::new(FileSource::new(FileKind::Captures, &[fixtures_dir().join("messages")]).unwrap());
+    let encoder = RecordedEncoder::load(&recorded_encodings_path()).unwrap();
     let index = Arc::new(EmbeddedIndex::in_memory());
     let orchestrator =
         Arc::new(Orchestrator::new(encoder, index.clone(), RecordingLogs::new(), Settings::for_host(HOST)));

@@ -1,12 +1,13 @@
 //! The loop: concurrency, graceful shutdown, panics.
 
-use crate::helpers::{Harness, hash_of, message};
 use facerec::face::EncodedImage;
 use facerec::hash::ImageHash;
 use facerec::orchestrator::{Orchestrator, Settings};
 use facerec::ports::Settlement;
 use facerec::ports::{EncodeError, FaceEncoder};
 use facerec::runner::{self, RunOptions};
+use facerec_fakes::testkit::fixtures::hash_of;
+use facerec_fakes::testkit::{Harness, message};
 use facerec_fakes::{FakeSource, RecordingLogs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +60,7 @@ async fn a_panic_is_a_failed_attempt_bounded_by_max_attempts_never_left_unsettle
     }
     let encoder = Exploding;
     let source = FakeSource::new();
-    source.push(message(&hash_of("obama.jpg"), "a"));
+    source.push(message(hash_of("obama.jpg").as_str(), "a"));
     let mut settings = Settings::for_host("h");
     settings.max_attempts = 2;
     let index = facerec::adapters::embedded_index::EmbeddedIndex::in_memory();

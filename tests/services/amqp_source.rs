@@ -1,10 +1,11 @@
 //! The RabbitMQ source in-process: ack, requeue with a counted attempt, dead letters with
 //! their reason, redelivery after a lost connection.
 
-use crate::helpers::{Names, amqp_settings, cleanup, publish, queue_len, rabbit, wait_until};
 use facerec::adapters::amqp::source::AmqpSource;
 use facerec::adapters::amqp::{ATTEMPT_HEADER, REASON_HEADER, text_headers};
 use facerec::ports::{MessageSource, Settlement};
+use facerec_fakes::testkit::servers::{cleanup, publish, queue_len, rabbit};
+use facerec_fakes::testkit::{Names, wait_until};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ async fn next(source: &AmqpSource) -> facerec::ports::Delivery {
 async fn requeue_counts_attempts_and_dead_letters_keep_body_and_reason() {
     let names = Names::new("source");
     publish(&names, &[b"first".to_vec(), b"second".to_vec()]).await;
-    let source = AmqpSource::start(amqp_settings(&names), 5);
+    let source = AmqpSource::start(names.amqp_settings(), 5);
 
     let d = next(&source).await;
     assert_eq!((d.body.as_slice(), d.attempt), (b"first".as_slice(), 1));
@@ -50,21 +51,21 @@ async fn a_message_left_unsettled_by_a_dead_worker_comes_back_counted() {
     publish(&names, &[b"poison".to_vec()]).await;
     {
         // A worker takes it and dies: its connection closes without a settlement.
-        let source = AmqpSource::start(amqp_settings(&names), 3);
+        let source = AmqpSource::start(names.amqp_settings(), 3);
         let d = next(&source).await;
         assert_eq!(d.attempt, 1);
         source.close().await;
     }
-    let source = AmqpSource::start(amqp_settings(&names), 3);
+    let source = AmqpSource::start(names.amqp_settings(), 3);
     let d = next(&source).await;
     assert_eq!((d.body.as_slice(), d.attempt), (b"poison".as_slice(), 2));
     source.close().await;
     // Twice more: past max_attempts it is handed over (for dead-lettering), not re-published.
-    let source = AmqpSource::start(amqp_settings(&names), 3);
+    let source = AmqpSource::start(names.amqp_settings(), 3);
     let d = next(&source).await;
     assert_eq!(d.attempt, 3);
     source.close().await;
-    let source = AmqpSource::start(amqp_settings(&names), 3);
+    let source = AmqpSource::start(names.amqp_settings(), 3);
     let d = next(&source).await;
     assert_eq!(d.attempt, 4, "beyond the limit: the orchestrator dead-letters it");
     source.settle(d.id, Settlement::DeadLetter { reason: "gave up".into() }).await.unwrap();
@@ -77,7 +78,7 @@ async fn a_message_left_unsettled_by_a_dead_worker_comes_back_counted() {
 async fn prefetched_messages_never_taken_are_returned_uncounted_on_close() {
     let names = Names::new("prefetch");
     publish(&names, &[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]).await;
-    let mut settings = amqp_settings(&names);
+    let mut settings = names.amqp_settings();
     settings.prefetch = 3;
     let source = AmqpSource::start(settings, 5);
     let d = next(&source).await;
@@ -85,7 +86,7 @@ async fn prefetched_messages_never_taken_are_returned_uncounted_on_close() {
     // Let the broker push the other two into the buffer, then stop gracefully.
     tokio::time::sleep(Duration::from_millis(300)).await;
     source.close().await;
-    let source = AmqpSource::start(amqp_settings(&names), 5);
+    let source = AmqpSource::start(names.amqp_settings(), 5);
     for _ in 0..2 {
         let d = next(&source).await;
         assert_eq!(d.attempt, 1, "a graceful stop is not a failed attempt");

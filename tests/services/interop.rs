@@ -2,17 +2,19 @@
 //! the sample images every way the protocol allows and reads the results the documented
 //! way, against a real dlib worker. Needs features `dlib` and `services` and FACEREC_PYTHON.
 
-use crate::helpers::{Names, Worker, cleanup, redis_url};
+use crate::FACEREC;
+use facerec_fakes::testkit::fixtures::sample_images_dir;
+use facerec_fakes::testkit::servers::{cleanup, redis_url};
+use facerec_fakes::testkit::{Names, Worker};
 use std::time::Duration;
 
 #[tokio::test]
 async fn a_pika_and_redis_py_client_publishes_and_reads_results_the_documented_way() {
     let python = std::env::var("FACEREC_PYTHON").expect("FACEREC_PYTHON (scripts/test.sh sets it)");
-    let images = std::env::var("FACEREC_IMAGES")
-        .unwrap_or_else(|_| format!("{}/.cache/facerec/images", std::env::var("HOME").unwrap()));
+    let images = sample_images_dir();
     let names = Names::new("interop");
     let dir = tempfile::tempdir().unwrap();
-    let worker = Worker::spawn(&names, &["--http-addr", "off"], dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &["--http-addr", "off"], dir.path());
     // Let it declare the queue before the client publishes (mandatory publishing).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !worker.logs().contains("consuming from RabbitMQ") {
@@ -24,7 +26,9 @@ async fn a_pika_and_redis_py_client_publishes_and_reads_results_the_documented_w
     let out = tokio::process::Command::new(python)
         .arg(script)
         .args(["--exchange", &names.exchange, "--routing-key", &names.queue, "--key-prefix", &names.prefix])
-        .args(["--images", &images, "--redis-port", &port, "--timeout", "180"])
+        .arg("--images")
+        .arg(&images)
+        .args(["--redis-port", &port, "--timeout", "180"])
         .output()
         .await
         .unwrap();

@@ -6,7 +6,9 @@
 //! parallel without touching each other's data.
 #![cfg(feature = "services")]
 
-mod helpers;
+/// The binary under test: only integration tests know its path, so they hand it to
+/// [`facerec_fakes::testkit::Worker::spawn`].
+const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 
 mod amqp_source;
 #[cfg(feature = "dlib")]

@@ -1,10 +1,11 @@
 //! The Redis index in-process: schema, atomic writes, idempotency, the synced cache.
 
-use crate::helpers::{Batch, Names, cleanup, dump, redis, redis_url};
 use facerec::adapters::redis_index::{RedisIndex, RedisSettings};
 use facerec::face::Encoding;
 use facerec::hash::ImageHash;
 use facerec::ports::{FaceIndex, NewImage};
+use facerec_fakes::testkit::servers::{cleanup, dump, redis, redis_url};
+use facerec_fakes::testkit::{Batch, Names};
 use fred::prelude::*;
 use std::sync::Arc;
 

@@ -1,10 +1,11 @@
 //! The `facerec worker` binary against real servers: end to end, duplicates, poison,
 //! SIGKILL mid-batch, two workers, graceful stop, logs, health and metrics.
 
-use crate::helpers::{
-    Batch, Names, Worker, cleanup, dump, publish, publish_with, queue_len, rabbit, redis, stored, wait_until,
-};
+use crate::FACEREC;
 use facerec::adapters::amqp::{REASON_HEADER, text_headers};
+use facerec_fakes::testkit::fixtures::recorded_encodings_path;
+use facerec_fakes::testkit::servers::{cleanup, dump, publish, publish_with, queue_len, rabbit, redis, stored};
+use facerec_fakes::testkit::{Batch, Names, Worker, message, wait_until};
 use fred::prelude::*;
 use futures::StreamExt as _;
 use lapin::BasicProperties;
@@ -12,12 +13,10 @@ use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, Que
 use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
 
-const RECORDED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/encodings/face_recognition_test_images.json");
-
 fn recorded_args(delay_ms: u64) -> Vec<String> {
     vec![
         "--encodings".into(),
-        RECORDED.into(),
+        recorded_encodings_path().display().to_string(),
         "--recorded-delay-ms".into(),
         delay_ms.to_string(),
         "--http-addr".into(),
@@ -79,7 +78,7 @@ async fn a_batch_lands_in_redis_exactly_as_computed_and_logs_use_the_seed_keys()
     publish(&names, &batch.messages()).await;
     let mut a = recorded_args(0);
     a[1] = batch.save(dir.path()).display().to_string();
-    let worker = Worker::spawn(&names, &args(&a), dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args(&a), dir.path());
     wait_until("40 images stored", Duration::from_secs(60), || async { stored(&names).await == 40 }).await;
     assert_eq!(dump(&names.prefix).await, batch.expected(0.6), "{}", worker.logs());
     assert_eq!(queue_len(&names.queue).await, 0);
@@ -105,8 +104,7 @@ async fn a_known_hash_gains_a_name_and_poison_is_dead_lettered_with_its_reason()
     let names = Names::new("poison");
     let dir = tempfile::tempdir().unwrap();
     let obama = "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6";
-    let msg =
-        |name: &str| serde_json::json!({"hash": obama, "name": name, "image": "c3RhbmQtaW4="}).to_string().into_bytes();
+    let msg = |name: &str| message(obama, name);
     let mut raw_headers = FieldTable::default();
     raw_headers.insert("name".into(), AMQPValue::LongString("raw.bin".into()));
     publish_with(
@@ -119,7 +117,7 @@ async fn a_known_hash_gains_a_name_and_poison_is_dead_lettered_with_its_reason()
         ],
     )
     .await;
-    let worker = Worker::spawn(&names, &args(&recorded_args(0)), dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args(&recorded_args(0)), dir.path());
     wait_until("obama stored", Duration::from_secs(30), || async { stored(&names).await == 1 }).await;
     publish(&names, &[msg("https://example.org/copy.jpg")]).await;
     wait_until("3 dead letters", Duration::from_secs(30), || async { queue_len(&names.dead).await == 3 }).await;
@@ -159,13 +157,13 @@ async fn sigkill_mid_batch_and_restart_loses_nothing_and_matches_a_clean_run() {
     let mut a = recorded_args(25);
     a[1] = batch.save(dir.path()).display().to_string();
     for round in 0..3 {
-        let worker = Worker::spawn(&names, &args(&a), dir.path());
+        let worker = Worker::spawn(FACEREC, &names, &args(&a), dir.path());
         let target = 10 * (round + 1);
         wait_until("progress before the kill", Duration::from_secs(60), || async { stored(&names).await >= target })
             .await;
         worker.kill9();
     }
-    let worker = Worker::spawn(&names, &args(&a), dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args(&a), dir.path());
     wait_until("all 60 stored", Duration::from_secs(60), || async { stored(&names).await == 60 }).await;
     wait_until("queue drained", Duration::from_secs(30), || async { queue_len(&names.queue).await == 0 }).await;
     assert!(worker.terminate(Duration::from_secs(20)).success());
@@ -187,8 +185,8 @@ async fn two_workers_on_one_queue_give_the_same_databases_as_one() {
     let (mut a1, mut a2) = (a.clone(), a);
     a1[7] = "w1".into();
     a2[7] = "w2".into();
-    let w1 = Worker::spawn(&names, &args(&a1), dir.path());
-    let w2 = Worker::spawn(&names, &args(&a2), dir.path());
+    let w1 = Worker::spawn(FACEREC, &names, &args(&a1), dir.path());
+    let w2 = Worker::spawn(FACEREC, &names, &args(&a2), dir.path());
     wait_until("all 60 stored", Duration::from_secs(60), || async { stored(&names).await == 60 }).await;
     assert_eq!(dump(&names.prefix).await, batch.expected(0.6));
     drop((w1, w2));
@@ -212,7 +210,7 @@ async fn sigterm_finishes_what_is_in_flight_and_leaves_the_rest_queued() {
     let mut a = recorded_args(700);
     a[1] = batch.save(dir.path()).display().to_string();
     a.extend(["--concurrency".into(), "2".into()]);
-    let worker = Worker::spawn(&names, &args(&a), dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args(&a), dir.path());
     wait_until("first image stored", Duration::from_secs(30), || async { stored(&names).await >= 1 }).await;
     let status = worker.terminate(Duration::from_secs(20));
     assert!(status.success(), "exit status {status:?}");
@@ -240,7 +238,7 @@ async fn health_readiness_and_metrics_are_served() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut a = recorded_args(0);
     a[5] = format!("127.0.0.1:{port}");
-    let worker = Worker::spawn(&names, &args(&a), dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args(&a), dir.path());
     let get = |path: &'static str| async move {
         let url = format!("http://127.0.0.1:{port}{path}");
         tokio::task::spawn_blocking(move || match ureq::get(&url).call() {
@@ -254,14 +252,7 @@ async fn health_readiness_and_metrics_are_served() {
     wait_until("healthz", Duration::from_secs(20), || async { get("/healthz").await.0 == 200 }).await;
     wait_until("readyz", Duration::from_secs(30), || async { get("/readyz").await.0 == 200 }).await;
     let obama = "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6";
-    publish(
-        &names,
-        &[
-            serde_json::json!({"hash": obama, "name": "o.jpg", "image": "eA=="}).to_string().into_bytes(),
-            b"junk".to_vec(),
-        ],
-    )
-    .await;
+    publish(&names, &[message(obama, "o.jpg"), b"junk".to_vec()]).await;
     wait_until("metrics count the messages", Duration::from_secs(30), || async {
         let m = get("/metrics").await.1;
         m.contains("facerec_messages_total{outcome=\"stored\"} 1")
@@ -283,7 +274,7 @@ async fn health_readiness_and_metrics_are_served() {
     let port2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     b[5] = format!("127.0.0.1:{port2}");
     b.extend(["--redis-url".into(), "redis://127.0.0.1:1".into()]);
-    let worker = Worker::spawn(&names, &args(&b), dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args(&b), dir.path());
     let get2 = |path: &'static str| async move {
         let url = format!("http://127.0.0.1:{port2}{path}");
         tokio::task::spawn_blocking(move || match ureq::get(&url).call() {
@@ -307,7 +298,7 @@ async fn passwords_in_urls_never_reach_the_logs() {
     let mut a = recorded_args(0);
     a.extend(["--rabbitmq-url".into(), "amqp://guest:Sup3r-S3cret-AMQP@127.0.0.1:5672/%2f".into()]);
     a.extend(["--redis-url".into(), "redis://:Sup3r-S3cret-REDIS@127.0.0.1:6379".into()]);
-    let worker = Worker::spawn(&names, &args(&a), dir.path());
+    let worker = Worker::spawn(FACEREC, &names, &args(&a), dir.path());
     tokio::time::sleep(Duration::from_secs(4)).await;
     let logs = worker.logs();
     drop(worker);

@@ -291,7 +291,7 @@ mod tests {
     //! images too small to scan. (In a build without AVX2 both sides are dlib's code.)
     use super::*;
     use crate::decode::{DecodeLimits, decode};
-    use facerec_fakes::samples::{SAMPLE_IMAGES, sample_images_dir};
+    use facerec_fakes::testkit::fixtures::{SAMPLE_IMAGES, sample_images_dir};
 
     struct Rgb {
         width: usize,

@@ -1,62 +1,42 @@
-//! Shared set-up: recorded encodings, message builders, a wired orchestrator.
+//! [`Harness`]: the orchestrator and runner wired like production, but over the fakes and
+//! the recorded encodings; no servers, no dlib.
 
-use base64::Engine as _;
+use crate::testkit::fixtures::{encoded, hash_of, recording};
+use crate::testkit::message::message;
+use crate::{FakeEncoder, FakeSource, FlakyIndex, RecordingLogs, Timeline};
 use facerec::adapters::embedded_index::EmbeddedIndex;
-use facerec::adapters::recorded_encoder::Recording;
-use facerec::face::EncodedImage;
 use facerec::hash::ImageHash;
 use facerec::orchestrator::{Orchestrator, Settings};
 use facerec::ports::FaceIndex;
 use facerec::runner::{self, RunOptions, RunStats};
-use facerec_fakes::{FakeEncoder, FakeSource, FlakyIndex, RecordingLogs, Timeline};
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The host name a harness's orchestrator puts in its log routing keys.
 pub const HOST: &str = "test-host";
-
-/// The encodings `facerec record` saved from the face_recognition 1.3.0 test images.
-pub fn recording() -> &'static Recording {
-    static RECORDING: OnceLock<Recording> = OnceLock::new();
-    RECORDING.get_or_init(|| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/encodings/face_recognition_test_images.json");
-        Recording::load(&path).expect("recorded encodings")
-    })
-}
-
-/// Hash of a recorded test image, by file name (`"obama.jpg"`).
-pub fn hash_of(file: &str) -> ImageHash {
-    recording().by_name(file).unwrap_or_else(|| panic!("{file} not recorded")).hash.clone()
-}
-
-/// What the encoder found in a recorded test image.
-pub fn encoded(file: &str) -> EncodedImage {
-    let r = recording().by_name(file).unwrap();
-    EncodedImage { width: r.width, height: r.height, faces: r.faces.clone(), times: Default::default() }
-}
-
-/// A seed-style JSON message. The image bytes are a stand-in: encoders in these tests
-/// answer by hash, and the real images are not part of the repository.
-pub fn message(hash: &ImageHash, name: &str) -> Vec<u8> {
-    let image = base64::engine::general_purpose::STANDARD.encode(format!("stand-in for {hash}"));
-    serde_json::json!({ "hash": hash.as_str(), "name": name, "image": image }).to_string().into_bytes()
-}
 
 /// Everything a test needs, wired like production but over fakes.
 pub struct Harness {
+    /// The queue the runner takes from.
     pub source: FakeSource,
+    /// Knows every recorded sample image.
     pub encoder: FakeEncoder,
+    /// An in-memory index that fails on command.
     pub index: FlakyIndex<EmbeddedIndex>,
+    /// Every published log line.
     pub logs: RecordingLogs,
+    /// Source and index events, in order.
     pub timeline: Timeline,
+    /// Orchestrator settings, for host [`HOST`].
     pub settings: Settings,
+    /// Runner options: two in flight, millisecond retries.
     pub options: RunOptions,
 }
 
 impl Harness {
-    /// A harness whose encoder knows every recorded test image.
+    /// A harness whose encoder knows every recorded sample image.
     pub fn new() -> Self {
         let timeline = Timeline::new();
         let encoder = FakeEncoder::new();
@@ -78,9 +58,9 @@ impl Harness {
         }
     }
 
-    /// Queues a recorded test image under a name.
+    /// Queues a recorded sample image under a name.
     pub fn push(&self, file: &str, name: &str) {
-        self.source.push(message(&hash_of(file), name));
+        self.source.push(message(hash_of(file).as_str(), name));
     }
 
     /// Runs the queue dry (retries included) and checks nothing is left unsettled.
@@ -104,9 +84,15 @@ impl Harness {
         stats
     }
 
-    /// Hashes of the images matching `file`'s image.
+    /// Hashes of the images matching the image `hash`.
     pub async fn matches_of(&self, hash: &ImageHash) -> BTreeSet<ImageHash> {
         let record = self.index.image(hash).await.unwrap().expect("image stored");
         record.matches.into_iter().map(|m| m.hash).collect()
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
     }
 }
