@@ -2,8 +2,8 @@
 
 use crate::timeline::Timeline;
 use async_trait::async_trait;
-use facerec::hash::ImageHash;
 use facerec::face::Encoding;
+use facerec::hash::ImageHash;
 use facerec::ports::{FaceIndex, Forgotten, ImageMatch, ImageRecord, IndexError, NewImage};
 use std::sync::{Arc, Mutex};
 

@@ -113,7 +113,10 @@ mod tests {
             for secret in ["Secret1", "Secret2", "Secret3"] {
                 assert!(!shown.contains(secret), "{secret} shown in {shown}");
             }
-            assert!(config.amqp.url.expose().contains("Secret") && config.redis.url.expose().contains("Secret"), "passwords reach the drivers");
+            assert!(
+                config.amqp.url.expose().contains("Secret") && config.redis.url.expose().contains("Secret"),
+                "passwords reach the drivers"
+            );
         }
     }
 }

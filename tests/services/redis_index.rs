@@ -10,7 +10,11 @@ use fred::prelude::*;
 use std::sync::Arc;
 
 async fn index(names: &Names) -> RedisIndex {
-    let settings = RedisSettings { url: redis_url(), key_prefix: names.prefix.clone(), ..RedisSettings::default() };
+    let settings = RedisSettings {
+        url: facerec::config::ServiceUrl::parse("REDIS_URL", &redis_url(), &["redis", "rediss"]).unwrap(),
+        key_prefix: names.prefix.clone(),
+        ..RedisSettings::default()
+    };
     RedisIndex::connect(settings).await.expect("Redis must be reachable (scripts/services.sh)")
 }
 

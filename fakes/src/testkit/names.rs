@@ -49,7 +49,13 @@ impl Names {
 
     /// The AMQP settings of a worker using these names on `RABBITMQ_URL`.
     pub fn amqp_settings(&self) -> facerec::adapters::amqp::AmqpSettings {
-        let mut s = facerec::adapters::amqp::AmqpSettings::new(crate::testkit::servers::amqp_url());
+        let url = facerec::config::ServiceUrl::parse(
+            "RABBITMQ_URL",
+            &crate::testkit::servers::amqp_url(),
+            &["amqp", "amqps"],
+        )
+        .expect("RABBITMQ_URL");
+        let mut s = facerec::adapters::amqp::AmqpSettings::new(url, "test-host");
         s.exchange = self.exchange.clone();
         s.queue = self.queue.clone();
         s.routing_key = self.queue.clone();

@@ -6,7 +6,7 @@
 //! `op=forget`) therefore removes the image from the cache: the cache always ends up
 //! equal to db 3 for every image the log names.
 
-use super::{RedisIndex, array, bytes, malformed, maintenance_scripts, text};
+use super::{RedisIndex, array, bytes, maintenance_scripts, malformed, text};
 use crate::face::Encoding;
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
@@ -80,7 +80,8 @@ impl RedisIndex {
             return Ok(());
         };
         loop {
-            let reply = self.run(&self.scripts.changes, vec![self.prefix(), cursor.as_str().into(), 2000.into()]).await?;
+            let reply =
+                self.run(&self.scripts.changes, vec![self.prefix(), cursor.as_str().into(), 2000.into()]).await?;
             let (more, gap) = self.apply(reply, cursor)?;
             if gap {
                 return self.reload(cursor).await;

@@ -128,7 +128,11 @@ impl RedisIndex {
                 add_faces: Script::from_lua(scripts::add_faces()),
                 changes: Script::from_lua(scripts::changes()),
                 commit: Script::from_lua(format!("{}{}", maintenance_scripts::COMMIT_ERASED_GUARD, scripts::commit())),
-                add_name: Script::from_lua(format!("{}{}", maintenance_scripts::ADD_NAME_ERASED_GUARD, scripts::add_name())),
+                add_name: Script::from_lua(format!(
+                    "{}{}",
+                    maintenance_scripts::ADD_NAME_ERASED_GUARD,
+                    scripts::add_name()
+                )),
                 is_known: Script::from_lua(scripts::IS_KNOWN),
                 hash_of: Script::from_lua(scripts::HASH_OF),
                 image: Script::from_lua(scripts::IMAGE),
