@@ -4,6 +4,7 @@ pub mod capture;
 pub mod connection_args;
 pub mod encoder_args;
 pub mod faces;
+pub mod forget;
 pub mod logs;
 pub mod matches;
 pub mod pipeline_args;
@@ -39,6 +40,8 @@ pub enum Command {
     Matches(matches::MatchesArgs),
     /// Print the logs exchange live.
     Logs(logs::LogsArgs),
+    /// Erase images, or every image of a person, from Redis.
+    Forget(Box<forget::ForgetArgs>),
     /// Save messages from a queue to files.
     Capture(capture::CaptureArgs),
     /// Feed captured messages through the pipeline.
@@ -52,9 +55,12 @@ impl Command {
         match self {
             Command::Faces(_) | Command::Scan(_) | Command::Record(_) => "warn",
             Command::Worker(_) => "info",
-            Command::Submit(_) | Command::Matches(_) | Command::Logs(_) | Command::Capture(_) | Command::Replay(_) => {
-                "warn"
-            }
+            Command::Submit(_)
+            | Command::Matches(_)
+            | Command::Forget(_)
+            | Command::Logs(_)
+            | Command::Capture(_)
+            | Command::Replay(_) => "warn",
         }
     }
 }
@@ -73,6 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Matches(args) => matches::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Capture(args) => capture::run(args).await,
+        Command::Forget(args) => forget::run(*args).await,
         Command::Replay(args) => replay::run(*args).await,
     }
 }

@@ -65,7 +65,8 @@ pub(crate) async fn traces(prefix: &str, needle: &[u8]) -> Vec<String> {
             let text: Vec<String> = values.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
             let mut i = 0;
             while i < text.len() {
-                let forget = text.get(i + 2).is_some_and(|f| f == "op") && text.get(i + 3).is_some_and(|v| v == "forget");
+                let forget =
+                    text.get(i + 2).is_some_and(|f| f == "op") && text.get(i + 3).is_some_and(|v| v == "forget");
                 if !forget && found(values[i + 1].as_slice()) {
                     out.push(format!("db {db} change log entry {:?}", &text[i..i + 2]));
                 }
@@ -169,7 +170,8 @@ async fn an_erase_racing_the_same_images_store_leaves_it_fully_present_or_fully_
             .into_iter()
             .filter(|(_, key, values)| {
                 !key.ends_with("facerec:faces")
-                    && (key.contains(target.hash.as_str()) || values.iter().any(|v| v == target.hash.as_str().as_bytes()))
+                    && (key.contains(target.hash.as_str())
+                        || values.iter().any(|v| v == target.hash.as_str().as_bytes()))
             })
             .map(|(db, key, _)| format!("{db}:{}", &key[names.prefix.len()..]))
             .collect();
@@ -184,5 +186,118 @@ async fn an_erase_racing_the_same_images_store_leaves_it_fully_present_or_fully_
     }
     eprintln!("race rounds: {present} ended present, {absent} absent");
     assert!(absent > 0, "no round erased in the middle of a store");
+    cleanup(&names).await;
+}
+
+/// Every (routing key, line) published on the test's logs exchange.
+async fn listen_logs(names: &Names) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
+    use futures::StreamExt as _;
+    use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = facerec_fakes::testkit::servers::rabbit().await;
+    facerec::adapters::amqp::topology::ensure_exchange(&conn, &names.logs, lapin::ExchangeKind::Topic, false)
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let exclusive = QueueDeclareOptions { exclusive: true, ..Default::default() };
+    let q = ch.queue_declare("".into(), exclusive, FieldTable::default()).await.unwrap();
+    let (queue, logs) = (q.name().clone(), names.logs.as_str());
+    ch.queue_bind(queue.clone(), logs.into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
+    let mut consumer = ch.basic_consume(queue, "erase".into(), no_ack, FieldTable::default()).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _conn = conn;
+        while let Some(Ok(d)) = consumer.next().await {
+            let _ = tx.send((d.routing_key.to_string(), String::from_utf8_lossy(&d.data).into_owned()));
+        }
+    });
+    rx
+}
+
+/// `facerec forget` with the test's prefix; returns (stdout, stderr).
+pub(crate) fn facerec(names: &Names, args: &[&str]) -> (std::process::Output, String, String) {
+    let out = std::process::Command::new(crate::FACEREC)
+        .args(args)
+        .args(["--redis-key-prefix", &names.prefix])
+        .env("REDIS_URL", redis_url())
+        .output()
+        .expect("running facerec");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    (out, stdout, stderr)
+}
+
+#[tokio::test]
+async fn with_two_workers_running_an_erased_image_is_never_matched_again() {
+    use facerec::adapters::recorded_encoder::RecordedImage;
+    use facerec_fakes::testkit::servers::{publish, stored};
+    use facerec_fakes::testkit::{Worker, message, wait_until};
+    use std::time::Duration;
+
+    let names = Names::new("erase-2w");
+    let dir = tempfile::tempdir().unwrap();
+    let mut batch = Batch::new(30, 6, 45);
+    let victim = batch.recording.images[4].clone();
+    let first = batch.messages();
+    // Images published after the erase: the victim's faces under new hashes.
+    let clones: Vec<RecordedImage> = (0..6)
+        .map(|i| RecordedImage {
+            hash: ImageHash::parse(&format!("clone-{i}")).unwrap(),
+            name: format!("clone-{i}.jpg"),
+            ..victim.clone()
+        })
+        .collect();
+    batch.recording.images.extend(clones.iter().cloned());
+    let file = batch.save(dir.path()).display().to_string();
+    publish(&names, &first).await;
+    let worker = |host: &str| {
+        let a = ["--encodings", &file, "--recorded-delay-ms", "5", "--http-addr", "off", "--hostname", host];
+        Worker::spawn(crate::FACEREC, &names, &a, dir.path())
+    };
+    let mut logs = listen_logs(&names).await;
+    let (w1, w2) = (worker("w1"), worker("w2"));
+    wait_until("30 stored", Duration::from_secs(60), || async { stored(&names).await == 30 }).await;
+
+    // Dry run: says what, erases nothing.
+    let (out, stdout, _) = facerec(&names, &["forget", &victim.name, "--dry-run"]);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("would erase 1 images") && stdout.contains(victim.hash.as_str()), "{stdout}");
+    assert_eq!(stored(&names).await, 30);
+
+    let (out, stdout, stderr) = facerec(&names, &["forget", &victim.name, "--json"]);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["result"]["erased"][0]["hash"], victim.hash.as_str());
+    assert_eq!(report["result"]["erased"][0]["faces"], victim.faces.len());
+    assert!(stderr.contains("audit: forget erased 1 images") && stderr.contains(victim.hash.as_str()), "{stderr}");
+    assert!(!stderr.contains(&victim.name), "the audit line carries hashes and counts only: {stderr}");
+    // Again: idempotent, reported as already absent.
+    let (out, stdout, _) = facerec(&names, &["forget", victim.hash.as_str()]);
+    assert!(out.status.success() && stdout.contains("1 already absent"), "{stdout}");
+
+    let bodies: Vec<Vec<u8>> = clones.iter().map(|c| message(c.hash.as_str(), &c.name)).collect();
+    publish(&names, &bodies).await;
+    wait_until("clones stored", Duration::from_secs(60), || async { stored(&names).await == 35 }).await;
+    let probe = index(&names).await;
+    for c in &clones {
+        let r = probe.image(&c.hash).await.unwrap().unwrap();
+        assert!(!r.matches.is_empty(), "a clone matches the victim's other images");
+        assert!(r.matches.iter().all(|m| m.hash != victim.hash), "{} matched the erased image", c.hash);
+    }
+    let left = traces(&names.prefix, victim.hash.as_str().as_bytes()).await;
+    assert!(left.is_empty(), "{left:#?}");
+    // Both workers stored some of the clones, so both caches were checked.
+    let mut took = std::collections::BTreeSet::new();
+    while let Ok(Some((key, line))) = tokio::time::timeout(Duration::from_secs(2), logs.recv()).await {
+        if key.ends_with(".worker.info") && clones.iter().any(|c| line.starts_with(c.hash.as_str())) {
+            took.insert(key);
+        }
+    }
+    assert_eq!(took.len(), 2, "clones went to {took:?} only");
+    assert!(w1.terminate(Duration::from_secs(20)).success());
+    assert!(w2.terminate(Duration::from_secs(20)).success());
     cleanup(&names).await;
 }
