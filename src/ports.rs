@@ -27,9 +27,14 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// Headers whose values are text (`name`, `hash` for raw-image messages).
     pub headers: BTreeMap<String, String>,
-    /// 1 on first delivery; raised each time the message is requeued by a worker.
+    /// 1 on first delivery; raised each time the message is requeued by a worker, or
+    /// comes back after a worker died holding it.
     pub attempt: u32,
 }
+
+/// Header a source may set on [`Delivery::headers`]: how many earlier attempts ended with
+/// no settlement at all (the worker was killed, aborted or lost its connection).
+pub const KILLS_HEADER: &str = "x-facerec-kills";
 
 /// How a delivery ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +44,12 @@ pub enum Settlement {
     /// Failed for a reason that may pass (a server down). Deliver it again later, with
     /// `attempt` raised by one.
     Requeue {
+        /// Why, for logs.
+        reason: String,
+    },
+    /// Not tried: a server the pipeline needs is down, the message is not at fault. Deliver
+    /// it again later with `attempt` unchanged.
+    Release {
         /// Why, for logs.
         reason: String,
     },
@@ -129,6 +140,12 @@ pub trait FaceEncoder: Send + Sync {
     /// The settings that determine the encodings (models, detector, upsample, jitters), as
     /// one string. Stored with each image so a later re-index can find stale entries.
     fn fingerprint(&self) -> String;
+
+    /// Why the encoder cannot make progress now (every thread stuck past its deadline),
+    /// or `None`. For readiness; the default never stalls.
+    fn stalled(&self) -> Option<String> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -271,6 +288,16 @@ pub trait FaceIndex: Send + Sync {
     /// # Errors
     /// See [`IndexError`].
     async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
+
+    /// A cheap round trip that says whether the store answers now. After a transient
+    /// failure it tells an outage (pause, count no attempt) from a failure of the message.
+    /// The default suits an in-process index, which is always reachable.
+    ///
+    /// # Errors
+    /// [`IndexError::Unavailable`] while the store does not answer.
+    async fn ping(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -309,6 +336,9 @@ impl<T: FaceEncoder + ?Sized> FaceEncoder for std::sync::Arc<T> {
     fn fingerprint(&self) -> String {
         (**self).fingerprint()
     }
+    fn stalled(&self) -> Option<String> {
+        (**self).stalled()
+    }
 }
 
 #[async_trait]
@@ -333,6 +363,10 @@ impl<T: FaceIndex + ?Sized> FaceIndex for std::sync::Arc<T> {
     }
     async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         (**self).find_faces(faces, tolerance).await
+    }
+
+    async fn ping(&self) -> Result<(), IndexError> {
+        (**self).ping().await
     }
 }
 

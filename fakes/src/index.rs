@@ -163,4 +163,17 @@ impl<I: FaceIndex> FaceIndex for FlakyIndex<I> {
     async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         self.inner.find_faces(faces, tolerance).await
     }
+
+    /// Fails while [`FlakyIndex::go_down`] is in force (not recorded as a call); queued
+    /// faults of one method leave it answering, as a server that is up would.
+    async fn ping(&self) -> Result<(), IndexError> {
+        let down = self.faults.lock().expect("lock").down.clone();
+        if let Some(t) = &self.timeline {
+            t.push(format!("index.ping {}", if down.is_some() { "err" } else { "ok" }));
+        }
+        match down {
+            Some(e) => Err(e),
+            None => self.inner.ping().await,
+        }
+    }
 }

@@ -26,6 +26,7 @@ mockall::mock! {
     impl FaceEncoder for Encoder {
         async fn encode(&self, hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError>;
         fn fingerprint(&self) -> String;
+        fn stalled(&self) -> Option<String>;
     }
 }
 
@@ -41,6 +42,7 @@ mockall::mock! {
         async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
         async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError>;
         async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
+        async fn ping(&self) -> Result<(), IndexError>;
     }
 }
 

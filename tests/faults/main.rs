@@ -12,8 +12,10 @@
 const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 
 mod crashes;
+mod hardening;
 mod own_redis;
 mod services_down;
+mod startup;
 mod tls;
 mod workers;
 

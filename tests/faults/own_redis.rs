@@ -8,14 +8,21 @@ use std::time::{Duration, Instant};
 
 pub struct OwnRedis {
     pub port: u16,
+    extra: Vec<String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl OwnRedis {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Started with extra `redis-server` arguments, e.g. `["--requirepass", "pw"]`.
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut redis = Self { port, dir: tempfile::tempdir().unwrap(), child: None };
+        let extra = extra.iter().map(|s| (*s).to_owned()).collect();
+        let mut redis = Self { port, extra, dir: tempfile::tempdir().unwrap(), child: None };
         redis.launch();
         redis
     }
@@ -29,6 +36,7 @@ impl OwnRedis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -50,6 +58,19 @@ impl OwnRedis {
             let _ = c.wait();
         }
         std::thread::sleep(down_for);
+        self.launch();
+    }
+
+    /// SIGKILL, staying down until [`OwnRedis::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and files.
+    pub fn restart(&mut self) {
         self.launch();
     }
 

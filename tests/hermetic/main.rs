@@ -3,6 +3,7 @@
 
 mod dedupe;
 mod failures;
+mod hardening;
 mod log_lines;
 mod matching;
 mod replay;

@@ -16,3 +16,4 @@ mod erase;
 mod interop;
 mod redis_index;
 mod worker;
+mod wrong_types;

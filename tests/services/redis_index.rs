@@ -1,20 +1,16 @@
 //! The Redis index in-process: schema, atomic writes, idempotency, the synced cache.
 
-use facerec::adapters::redis_index::{RedisIndex, RedisSettings};
+use facerec::adapters::redis_index::RedisIndex;
 use facerec::face::Encoding;
 use facerec::hash::ImageHash;
 use facerec::ports::{FaceIndex, NewImage};
-use facerec_fakes::testkit::servers::{cleanup, dump, redis, redis_url};
+use facerec_fakes::testkit::servers::{cleanup, dump, redis};
 use facerec_fakes::testkit::{Batch, Names};
 use fred::prelude::*;
 use std::sync::Arc;
 
 async fn index(names: &Names) -> RedisIndex {
-    let settings = RedisSettings {
-        url: facerec::config::ServiceUrl::parse("REDIS_URL", &redis_url(), &["redis", "rediss"]).unwrap(),
-        key_prefix: names.prefix.clone(),
-        ..RedisSettings::default()
-    };
+    let settings = names.redis_settings();
     RedisIndex::connect(settings).await.expect("Redis must be reachable (scripts/services.sh)")
 }
 

@@ -55,12 +55,27 @@ impl Names {
             &["amqp", "amqps"],
         )
         .expect("RABBITMQ_URL");
-        let mut s = facerec::adapters::amqp::AmqpSettings::new(url, "test-host");
+        let mut s = facerec::adapters::amqp::AmqpSettings::new(url, "facerec-test");
         s.exchange = self.exchange.clone();
         s.queue = self.queue.clone();
         s.routing_key = self.queue.clone();
         s.dead_letter_queue = self.dead.clone();
         s.logs_exchange = self.logs.clone();
         s
+    }
+
+    /// The Redis index settings of these names (their key prefix) on `REDIS_URL`.
+    pub fn redis_settings(&self) -> facerec::adapters::redis_index::RedisSettings {
+        let url = facerec::config::ServiceUrl::parse(
+            "REDIS_URL",
+            &crate::testkit::servers::redis_url(),
+            &["redis", "rediss"],
+        )
+        .expect("REDIS_URL");
+        facerec::adapters::redis_index::RedisSettings {
+            url,
+            key_prefix: self.prefix.clone(),
+            ..facerec::adapters::redis_index::RedisSettings::default()
+        }
     }
 }

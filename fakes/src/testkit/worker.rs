@@ -36,6 +36,11 @@ impl Worker {
         Self { child, log }
     }
 
+    /// Whether it is still running (has not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Its process id.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32

@@ -1,30 +1,9 @@
-//! Lua scripts for erasing images, and the guards that keep an erased image from coming
-//! back through a commit or a name that was in flight when it was erased. Kept apart from
-//! `scripts.rs` (the pipeline's scripts); the guards are prepended to those scripts.
+//! Lua scripts for erasing images, and the guard that keeps an erased image from coming
+//! back through a name that was in flight when it was erased. Kept apart from `scripts.rs`
+//! (the pipeline's scripts), whose commit already refuses an image whose faces were
+//! removed while it was matched, and skips matches with images whose faces are gone.
 //!
 //! Every key gets `ARGV[1]` (the key prefix) in front, as in `scripts.rs`.
-
-/// Prepended to the commit script (ARGV: prefix, hash, name, then pairs of (other hash,
-/// distance)). An image's `facerec:image:<hash>` record is written when its faces are
-/// stored and removed when it is erased: without it, the image was erased while this
-/// worker compared it, so nothing is written (returns 0). Matches with images whose faces
-/// are gone from db 3 (erased meanwhile) are dropped: `ARGV` is shadowed by a local copy
-/// without them, which the commit script then reads.
-pub(super) const COMMIT_ERASED_GUARD: &str = r#"
-if redis.call('EXISTS', ARGV[1] .. 'facerec:image:' .. ARGV[2]) == 0 then return 0 end
-local ARGV = (function(argv)
-  local kept = {argv[1], argv[2], argv[3]}
-  redis.call('SELECT', 3)
-  for i = 4, #argv, 2 do
-    if redis.call('EXISTS', argv[1] .. argv[i]) == 1 then
-      table.insert(kept, argv[i])
-      table.insert(kept, argv[i + 1])
-    end
-  end
-  redis.call('SELECT', 0)
-  return kept
-end)(ARGV)
-"#;
 
 /// Prepended to the add-name script (ARGV: prefix, hash, name): a name is only added to
 /// an image that still exists (db 2), so an erase between "is known" and "add name" wins.

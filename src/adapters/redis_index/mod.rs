@@ -20,6 +20,13 @@
 //! racing on two images of one person always link them: whichever is logged second sees
 //! the first.
 //!
+//! Keys of the wrong type (written by another program) never leave half an image: every
+//! key an image's own writes touch is type-checked in the store script before its first
+//! write (a foreign-typed one dead-letters the image, nothing written); the commit script
+//! checks again before its first write and leaves out matches whose keys are foreign; a
+//! failed commit rolls the stored faces back (one more round trip, on failure only). The
+//! change-log read skips foreign db 3 keys, as the start-up load does.
+//!
 //! At start the cache is built from db 3 itself (not from the log), so a database filled
 //! by another program that follows the schema is matched against in full.
 
@@ -83,6 +90,7 @@ struct Scripts {
     image: Script,
     load_page: Script,
     last_id: Script,
+    rollback: Script,
 }
 
 /// The Redis index with its synced face cache.
@@ -127,7 +135,7 @@ impl RedisIndex {
             scripts: Scripts {
                 add_faces: Script::from_lua(scripts::add_faces()),
                 changes: Script::from_lua(scripts::changes()),
-                commit: Script::from_lua(format!("{}{}", maintenance_scripts::COMMIT_ERASED_GUARD, scripts::commit())),
+                commit: Script::from_lua(scripts::commit()),
                 add_name: Script::from_lua(format!(
                     "{}{}",
                     maintenance_scripts::ADD_NAME_ERASED_GUARD,
@@ -138,6 +146,7 @@ impl RedisIndex {
                 image: Script::from_lua(scripts::IMAGE),
                 load_page: Script::from_lua(scripts::LOAD_PAGE),
                 last_id: Script::from_lua(scripts::LAST_ID),
+                rollback: Script::from_lua(scripts::ROLLBACK),
             },
             settings,
             faces: Arc::default(),
@@ -241,8 +250,15 @@ impl RedisIndex {
         let last = items.next().as_ref().and_then(text).ok_or_else(|| malformed("changes"))?;
         let more = items.next().and_then(|v| v.as_i64()).unwrap_or(0) == 1;
         let gap = items.next().and_then(|v| v.as_i64()).unwrap_or(0) == 1;
+        let foreign = items.next().and_then(|v| v.as_i64()).unwrap_or(0);
         if gap {
             return Ok((false, true));
+        }
+        if foreign > 0 {
+            tracing::warn!(
+                skipped = foreign,
+                "change log: db 3 keys that are not sets (another program's) were ignored"
+            );
         }
         let mut faces = self.faces.write().expect("cache lock");
         maintenance::apply_changes(&mut faces, items)?;
@@ -255,6 +271,7 @@ impl RedisIndex {
         let mut args: Vec<Value> = vec![
             self.prefix(),
             image.hash.as_str().into(),
+            image.name.as_str().into(),
             image.fingerprint.as_str().into(),
             Value::Null, // cursor, filled below under the lock
             self.settings.log_max_len.to_string().into(),
@@ -269,7 +286,7 @@ impl RedisIndex {
                 *guard = Some(fresh);
             }
             let cursor = guard.as_mut().expect("loaded above");
-            args[3] = cursor.as_str().into();
+            args[4] = cursor.as_str().into();
             let reply = self.run(&self.scripts.add_faces, args).await?;
             let mut parts = array(reply)?.into_iter();
             let own_id = parts.next().as_ref().and_then(text).ok_or_else(|| malformed("store"))?;
@@ -298,6 +315,21 @@ impl RedisIndex {
         tokio::task::spawn_blocking(move || faces.read().expect("cache lock").matches(&queries, tolerance, Some(&hash)))
             .await
             .map_err(|e| IndexError::Unavailable(format!("matching task failed: {e}")))
+    }
+
+    /// The failure path of `add_image`: removes what ADD_FACES stored if COMMIT did not
+    /// happen (scripts.rs: ROLLBACK), so no nameless `pending` image stays for later images
+    /// to link to. Best effort: when Redis is unreachable the image stays `pending` until
+    /// its message is tried again. Returns `error`, the failure that led here.
+    async fn roll_back(&self, hash: &ImageHash, error: IndexError) -> IndexError {
+        match self.run(&self.scripts.rollback, vec![self.prefix(), hash.as_str().into()]).await {
+            Ok(n) if n.as_i64() == Some(1) => {
+                tracing::info!(%hash, %error, "image not committed; its stored faces were rolled back");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%hash, %error, rollback = %e, "image not committed and not rolled back"),
+        }
+        error
     }
 
     async fn wait_for_replicas(&self) -> Result<(), IndexError> {
@@ -331,18 +363,24 @@ impl FaceIndex for RedisIndex {
     }
 
     async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
-        let matches = self.store_and_compare(image, tolerance).await?;
+        let mut matches = match self.store_and_compare(image, tolerance).await {
+            Ok(matches) => matches,
+            Err(e) => return Err(self.roll_back(&image.hash, e).await),
+        };
         let mut args: Vec<Value> = vec![self.prefix(), image.hash.as_str().into(), image.name.as_str().into()];
         for m in &matches {
             args.push(m.hash.as_str().into());
             // Shortest text that reads back as the same f64.
             args.push(format!("{:?}", m.distance).into());
         }
-        if self.run(&self.scripts.commit, args).await?.as_i64() == Some(0) {
-            // Erased while being compared: the erase wins, nothing was written.
-            tracing::warn!(hash = %image.hash, "image erased while it was being added; not stored");
-            self.faces.write().expect("cache lock").remove(&image.hash);
-            return Ok(Vec::new());
+        let left_out = match self.run(&self.scripts.commit, args).await {
+            Ok(reply) => array(reply)?,
+            Err(e) => return Err(self.roll_back(&image.hash, e).await),
+        };
+        for pair in left_out.chunks_exact(2) {
+            let (other, why) = (text(&pair[0]).unwrap_or_default(), text(&pair[1]).unwrap_or_default());
+            tracing::warn!(hash = %image.hash, other = %other, reason = %why, "matching image not linked");
+            matches.retain(|m| m.hash.as_str() != other);
         }
         self.wait_for_replicas().await?;
         Ok(matches)
@@ -385,6 +423,15 @@ impl FaceIndex for RedisIndex {
 
     async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         self.find_cached(faces, tolerance).await
+    }
+
+    async fn ping(&self) -> Result<(), IndexError> {
+        if !self.client.is_connected() {
+            return Err(IndexError::Unavailable("not connected to Redis".into()));
+        }
+        // Bounded by the client's command timeout: a frozen server fails the probe too.
+        self.client.custom::<Value, Value>(fred::cmd!("PING"), Vec::new()).await.map_err(unavailable)?;
+        Ok(())
     }
 }
 

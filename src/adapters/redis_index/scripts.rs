@@ -9,15 +9,31 @@
 
 /// Type checks run before any write: Lua scripts are not rolled back when a command
 /// fails half-way, so a script first makes sure no write can fail on a key of the wrong
-/// type (written by another program), and refuses with WRONGTYPE before writing anything.
+/// type (written by another program). `need` refuses with WRONGTYPE (permanent: the
+/// message is dead-lettered) before anything is written; `foreign` only reports, for keys
+/// of *other* images, which are then left alone (docs/PROTOCOL.md: wrong-typed keys).
 const GUARD: &str = r#"
-local function need(db, key, kind)
+local function foreign(db, key, kind)
   redis.call('SELECT', db)
   local t = redis.call('TYPE', key)['ok']
   redis.call('SELECT', 0)
   if t ~= 'none' and t ~= kind then
-    error({err = 'WRONGTYPE db ' .. db .. ' key ' .. key .. ' is a ' .. t .. ', the schema needs a ' .. kind})
+    return 'db ' .. db .. ' key ' .. key .. ' is a ' .. t .. ', the schema needs a ' .. kind
   end
+  return nil
+end
+local function need(db, key, kind)
+  local why = foreign(db, key, kind)
+  if why then error({err = 'WRONGTYPE ' .. why}) end
+end
+-- Every key an image's own writes touch, in every database.
+local function own(p, h, name)
+  need(1, p .. name, 'string')
+  need(2, p .. h, 'set')
+  need(3, p .. h, 'set')
+  need(4, p .. h, 'set')
+  need(0, p .. 'facerec:image:' .. h, 'hash')
+  need(0, p .. 'facerec:dist:' .. h, 'hash')
 end
 "#;
 
@@ -33,7 +49,9 @@ local function id_lt(a, b)
   return ams < bms or (ams == bms and aseq < bseq)
 end
 -- Entries after `cursor` and before `stop` (exclusive; nil = no bound), at most `count`,
--- each with the encodings of its image: {last_id, more, gap, hash1, {enc...}, hash2, ...}.
+-- each with the encodings of its image: {last_id, more, gap, skipped, hash1, {enc...}, ...}.
+-- A db 3 key that is not a set (written by another program) is skipped and counted, as
+-- the start-up load skips it: one foreign key must not stop every later image.
 local function changes(p, cursor, stop, count)
   local stream = p .. 'facerec:faces'
   local gap = 0
@@ -42,7 +60,7 @@ local function changes(p, cursor, stop, count)
     if #first > 0 and id_lt(cursor, first[1][1]) then gap = 1 end
   end
   local entries = redis.call('XRANGE', stream, '(' .. cursor, '+', 'COUNT', count + 1)
-  local out = {cursor, 0, gap}
+  local out = {cursor, 0, gap, 0}
   local n = 0
   redis.call('SELECT', 3)
   for _, entry in ipairs(entries) do
@@ -53,8 +71,13 @@ local function changes(p, cursor, stop, count)
     local fields, hash = entry[2], nil
     for i = 1, #fields, 2 do if fields[i] == 'hash' then hash = fields[i + 1] end end
     if hash ~= nil then
-      table.insert(out, hash)
-      table.insert(out, redis.call('SMEMBERS', p .. hash))
+      local t = redis.call('TYPE', p .. hash)['ok']
+      if t == 'set' or t == 'none' then
+        table.insert(out, hash)
+        table.insert(out, redis.call('SMEMBERS', p .. hash))
+      else
+        out[4] = out[4] + 1
+      end
     end
   end
   redis.call('SELECT', 0)
@@ -63,22 +86,23 @@ end
 "#;
 
 /// Stores an image's faces (db 3), logs it to the change stream, and returns the changes
-/// since the caller's cursor up to (not including) this image.
-/// ARGV: prefix, hash, fingerprint, cursor, stream max length, batch size, encodings...
+/// since the caller's cursor up to (not including) this image. Every key of this image
+/// that any later write touches is type-checked first, so a foreign-typed one refuses the
+/// image before anything of it is written.
+/// ARGV: prefix, hash, name, fingerprint, cursor, stream max length, batch size, encodings...
 /// Returns `{own_id, {changes}}`.
 const ADD_FACES: &str = r#"
 local p, h = ARGV[1], ARGV[2]
-need(3, p .. h, 'set')
-need(0, p .. 'facerec:image:' .. h, 'hash')
+own(p, h, ARGV[3])
 need(0, p .. 'facerec:faces', 'stream')
 redis.call('SELECT', 3)
-for i = 7, #ARGV, 500 do
+for i = 8, #ARGV, 500 do
   redis.call('SADD', p .. h, unpack(ARGV, i, math.min(i + 499, #ARGV)))
 end
 redis.call('SELECT', 0)
-redis.call('HSET', p .. 'facerec:image:' .. h, 'fingerprint', ARGV[3], 'faces', #ARGV - 6, 'status', 'pending')
-local id = redis.call('XADD', p .. 'facerec:faces', 'MAXLEN', '~', ARGV[5], '*', 'hash', h)
-return {id, changes(p, ARGV[4], id, tonumber(ARGV[6]))}
+redis.call('HSET', p .. 'facerec:image:' .. h, 'fingerprint', ARGV[4], 'faces', #ARGV - 7, 'status', 'pending')
+local id = redis.call('XADD', p .. 'facerec:faces', 'MAXLEN', '~', ARGV[6], '*', 'hash', h)
+return {id, changes(p, ARGV[5], id, tonumber(ARGV[7]))}
 "#;
 
 /// The next batch of changes after a cursor. ARGV: prefix, cursor, batch size.
@@ -88,24 +112,45 @@ return changes(ARGV[1], ARGV[2], nil, tonumber(ARGV[3]))
 
 /// Records matches both ways (db 4) with distances (db 0), then the name (db 2, db 1):
 /// the name becomes visible in the same atomic step as the matches, never before.
+/// Every type is checked before the first write. A foreign-typed key of this image
+/// refuses it (WRONGTYPE); a match whose own db 4 or distance key is foreign-typed, or
+/// whose faces are gone from db 3 (rolled back, or removed by another program), is not
+/// linked either way and is returned instead. An image key that vanished means a
+/// concurrent ROLLBACK of this same image: refused with a transient error, so the
+/// message is tried again from the start.
 /// ARGV: prefix, hash, name, then pairs of (other hash, distance).
+/// Returns the matches left out: `{hash1, reason1, hash2, reason2, ...}`.
 const COMMIT: &str = r#"
 local p, h, name = ARGV[1], ARGV[2], ARGV[3]
-need(4, p .. h, 'set')
-need(0, p .. 'facerec:dist:' .. h, 'hash')
-for i = 4, #ARGV, 2 do
-  need(4, p .. ARGV[i], 'set')
-  need(0, p .. 'facerec:dist:' .. ARGV[i], 'hash')
+own(p, h, name)
+if redis.call('EXISTS', p .. 'facerec:image:' .. h) == 0 then
+  error({err = 'ROLLEDBACK the faces of ' .. h .. ' were removed while it was matched; store it again'})
 end
-need(2, p .. h, 'set')
-need(1, p .. name, 'string')
-redis.call('SELECT', 4)
+local linked, skipped = {}, {}
 for i = 4, #ARGV, 2 do
+  local o = ARGV[i]
+  local why = foreign(4, p .. o, 'set') or foreign(0, p .. 'facerec:dist:' .. o, 'hash')
+  if not why then
+    redis.call('SELECT', 3)
+    if redis.call('TYPE', p .. o)['ok'] ~= 'set' then
+      why = 'db 3 key ' .. p .. o .. ' holds no faces (rolled back or removed)'
+    end
+    redis.call('SELECT', 0)
+  end
+  if why then
+    table.insert(skipped, o)
+    table.insert(skipped, why)
+  else
+    table.insert(linked, i)
+  end
+end
+redis.call('SELECT', 4)
+for _, i in ipairs(linked) do
   redis.call('SADD', p .. h, ARGV[i])
   redis.call('SADD', p .. ARGV[i], h)
 end
 redis.call('SELECT', 0)
-for i = 4, #ARGV, 2 do
+for _, i in ipairs(linked) do
   local other, d = ARGV[i], ARGV[i + 1]
   for _, pair in ipairs({{h, other}, {other, h}}) do
     local key = p .. 'facerec:dist:' .. pair[1]
@@ -119,6 +164,45 @@ redis.call('SADD', p .. h, name)
 redis.call('SELECT', 1)
 redis.call('SET', p .. name, h)
 redis.call('SELECT', 0)
+return skipped
+"#;
+
+/// Undoes an ADD_FACES whose COMMIT did not happen (the failure path of `add_image`), so
+/// no half-stored image stays behind for later images to link to: removes its faces
+/// (db 3), its matches both ways (db 4, distances) that other images' COMMITs added while
+/// it was pending, and its db 0 image key. Only an image still `pending` and without
+/// names is touched, and only keys of the schema's types. Its change-log entry stays:
+/// caches keep its faces, and COMMIT never links to an image without db 3 faces.
+/// ARGV: prefix, hash. Returns 1 when something was rolled back.
+pub(super) const ROLLBACK: &str = r#"
+local p, h = ARGV[1], ARGV[2]
+local img, dist = p .. 'facerec:image:' .. h, p .. 'facerec:dist:' .. h
+local function is(db, key, kind)
+  redis.call('SELECT', db)
+  local yes = redis.call('TYPE', key)['ok'] == kind
+  redis.call('SELECT', 0)
+  return yes
+end
+if is(2, p .. h, 'set') or not is(0, img, 'hash') or redis.call('HGET', img, 'status') ~= 'pending' then
+  return 0
+end
+local links = {}
+redis.call('SELECT', 4)
+if redis.call('TYPE', p .. h)['ok'] == 'set' then
+  links = redis.call('SMEMBERS', p .. h)
+  redis.call('DEL', p .. h)
+end
+for _, o in ipairs(links) do
+  redis.call('SELECT', 4)
+  if redis.call('TYPE', p .. o)['ok'] == 'set' then redis.call('SREM', p .. o, h) end
+  redis.call('SELECT', 0)
+  if redis.call('TYPE', p .. 'facerec:dist:' .. o)['ok'] == 'hash' then redis.call('HDEL', p .. 'facerec:dist:' .. o, h) end
+end
+redis.call('SELECT', 3)
+if redis.call('TYPE', p .. h)['ok'] == 'set' then redis.call('DEL', p .. h) end
+redis.call('SELECT', 0)
+if redis.call('TYPE', dist)['ok'] == 'hash' then redis.call('DEL', dist) end
+redis.call('DEL', img)
 return 1
 "#;
 
@@ -135,12 +219,15 @@ redis.call('SELECT', 0)
 return 1
 "#;
 
-/// Whether db 2 has names for the image (its last write happened). ARGV: prefix, hash.
+/// Whether db 2 has names for the image (its last write happened). A db 2 key of another
+/// type (another program's) is no names: the image goes on to ADD_FACES, which refuses it
+/// with a reason naming that key. ARGV: prefix, hash.
 pub(super) const IS_KNOWN: &str = r#"
 redis.call('SELECT', 2)
-local n = redis.call('EXISTS', ARGV[1] .. ARGV[2])
+local t = redis.call('TYPE', ARGV[1] .. ARGV[2])['ok']
 redis.call('SELECT', 0)
-return n
+if t == 'set' then return 1 end
+return 0
 "#;
 
 /// The image a name points to (db 1). ARGV: prefix, name.
