@@ -260,7 +260,11 @@ mod tests {
                 vec![Violation::MissingName],
                 true,
             ),
-            (|s| s.faces.get_mut("c").unwrap().push(vec![1, 2, 3]), vec![Violation::BadEncoding, Violation::RecordMismatch], false),
+            (
+                |s| s.faces.get_mut("c").unwrap().push(vec![1, 2, 3]),
+                vec![Violation::BadEncoding, Violation::RecordMismatch],
+                false,
+            ),
             (
                 |s| s.faces.get_mut("c").unwrap().push(Encoding([f64::NAN; ENCODING_DIMS]).to_le_bytes().to_vec()),
                 vec![Violation::BadEncoding, Violation::RecordMismatch],

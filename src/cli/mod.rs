@@ -5,6 +5,7 @@ pub mod connection_args;
 pub mod encoder_args;
 pub mod faces;
 pub mod forget;
+pub mod fsck;
 pub mod logs;
 pub mod matches;
 pub mod pipeline_args;
@@ -42,6 +43,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Erase images, or every image of a person, from Redis.
     Forget(Box<forget::ForgetArgs>),
+    /// Check the Redis databases against the schema; --repair fixes what it can.
+    Fsck(fsck::FsckArgs),
     /// Save messages from a queue to files.
     Capture(capture::CaptureArgs),
     /// Feed captured messages through the pipeline.
@@ -58,6 +61,7 @@ impl Command {
             Command::Submit(_)
             | Command::Matches(_)
             | Command::Forget(_)
+            | Command::Fsck(_)
             | Command::Logs(_)
             | Command::Capture(_)
             | Command::Replay(_) => "warn",
@@ -80,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => logs::run(args).await,
         Command::Capture(args) => capture::run(args).await,
         Command::Forget(args) => forget::run(*args).await,
+        Command::Fsck(args) => fsck::run(args).await,
         Command::Replay(args) => replay::run(*args).await,
     }
 }

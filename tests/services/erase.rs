@@ -302,7 +302,40 @@ async fn with_two_workers_running_an_erased_image_is_never_matched_again() {
         }
     }
     assert_eq!(took.len(), 2, "clones went to {took:?} only");
+    let (out, stdout, _) = facerec(&names, &["fsck"]);
+    assert!(out.status.success(), "fsck after the erase: {stdout}");
     assert!(w1.terminate(Duration::from_secs(20)).success());
     assert!(w2.terminate(Duration::from_secs(20)).success());
+    cleanup(&names).await;
+}
+
+#[tokio::test]
+async fn fsck_finds_planted_damage_and_repair_fixes_it() {
+    let names = Names::new("fsck");
+    let batch = Batch::new(20, 4, 47);
+    let idx = index(&names).await;
+    for (i, img) in batch.recording.images.iter().enumerate() {
+        idx.add_image(&new_image(&img.hash, &img.name, &faces_of(&batch, i)), 0.6).await.unwrap();
+    }
+    let (out, stdout, _) = facerec(&names, &["fsck"]);
+    assert!(out.status.success(), "healthy: {stdout}");
+    let p = &names.prefix;
+    let (a, b) = (batch.recording.images[0].hash.as_str(), batch.recording.images[1].hash.as_str());
+    let (db1, db4, db0) = (redis(1).await, redis(4).await, redis(0).await);
+    let _: () = db1.set(format!("{p}ghost.jpg"), a, None, None, false).await.unwrap();
+    let _: i64 = db4.sadd(format!("{p}{a}"), b).await.unwrap();
+    let _: i64 = db4.sadd(format!("{p}{b}"), b).await.unwrap();
+    let _: i64 = db0.hset(format!("{p}facerec:image:erased-long-ago"), ("faces", "1")).await.unwrap();
+    let (out, stdout, _) = facerec(&names, &["fsck"]);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for kind in ["DanglingName: 1", "SelfLink: 1", "RecordMismatch: 1"] {
+        assert!(stdout.contains(kind), "{kind} not in {stdout}");
+    }
+    let (out, stdout, _) = facerec(&names, &["fsck", "--repair"]);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("applied"), "{stdout}");
+    let (out, stdout, _) = facerec(&names, &["fsck"]);
+    assert!(out.status.success(), "after repair: {stdout}");
+    assert_eq!(dump(&names.prefix).await, batch.expected(0.6));
     cleanup(&names).await;
 }

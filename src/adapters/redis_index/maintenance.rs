@@ -8,6 +8,7 @@
 
 use super::{RedisIndex, array, bytes, maintenance_scripts, malformed, text};
 use crate::face::Encoding;
+use crate::fsck::{Fix, Snapshot};
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
 use crate::ports::{ErasedImage, Forgotten, ImageMatch, IndexError};
@@ -99,5 +100,64 @@ impl RedisIndex {
         tokio::task::spawn_blocking(move || cache.read().expect("cache lock").matches(&queries, tolerance, None))
             .await
             .map_err(|e| IndexError::Unavailable(format!("matching task failed: {e}")))
+    }
+}
+
+impl RedisIndex {
+    /// Reads databases 0-4 under the prefix, page by page (SCAN: the server is not blocked).
+    ///
+    /// # Errors
+    /// [`IndexError::Unavailable`] when Redis fails.
+    pub async fn snapshot(&self) -> Result<Snapshot, IndexError> {
+        let script = Script::from_lua(maintenance_scripts::SNAPSHOT_PAGE);
+        let mut s = Snapshot::default();
+        for db in 0..=4i64 {
+            let mut cursor = "0".to_owned();
+            loop {
+                let args = vec![self.prefix(), db.into(), cursor.as_str().into(), 1000.into()];
+                let mut items = array(self.run(&script, args).await?)?.into_iter();
+                cursor = items.next().as_ref().and_then(text).ok_or_else(|| malformed("snapshot"))?;
+                while let (Some(key), Some(value)) = (items.next(), items.next()) {
+                    let Some(key) = text(&key) else { continue };
+                    match db {
+                        0 => drop(s.records.insert(key, text(&value).and_then(|v| v.parse().ok()))),
+                        1 => drop(s.names.insert(key, text(&value).unwrap_or_default())),
+                        2 => drop(s.images.insert(key, array(value)?.iter().filter_map(text).collect())),
+                        3 => drop(
+                            s.faces
+                                .insert(key, array(value)?.iter().filter_map(|v| Some(bytes(v)?.to_vec())).collect()),
+                        ),
+                        _ => drop(s.links.insert(key, array(value)?.iter().filter_map(text).collect())),
+                    }
+                }
+                if cursor == "0" {
+                    break;
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Applies fsck's fixes, 1,000 per script call.
+    ///
+    /// # Errors
+    /// [`IndexError::Unavailable`] when Redis fails (fixes already applied stay).
+    pub async fn apply_fixes(&self, fixes: &[Fix]) -> Result<(), IndexError> {
+        let script = Script::from_lua(maintenance_scripts::FIX);
+        for part in fixes.chunks(1000) {
+            let mut args = vec![self.prefix()];
+            for fix in part {
+                let (op, a, b) = match fix {
+                    Fix::DeleteName(n) => ("delname", n, "-"),
+                    Fix::SetName(n, h) => ("setname", n, h.as_str()),
+                    Fix::Link(a, b) => ("link", a, b.as_str()),
+                    Fix::Unlink(a, b) => ("unlink", a, b.as_str()),
+                    Fix::DeleteRecord(h) => ("delrecord", h, "-"),
+                };
+                args.extend([Value::from(op), Value::from(a.as_str()), Value::from(b)]);
+            }
+            self.run(&script, args).await?;
+        }
+        self.wait_for_replicas().await
     }
 }

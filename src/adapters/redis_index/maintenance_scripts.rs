@@ -93,3 +93,47 @@ if next(gone) ~= nil then
 end
 return out
 "#;
+
+/// One page of one database for `fsck`. ARGV: prefix, db, scan cursor, page size.
+/// db 1: `{next, key, value, ...}`; dbs 2-4: `{next, key, {members}, ...}` (sets only);
+/// db 0: `{next, hash, faces field, ...}` for `facerec:image:*` records.
+pub(super) const SNAPSHOT_PAGE: &str = r#"
+local p, db = ARGV[1], tonumber(ARGV[2])
+redis.call('SELECT', db)
+local pattern = p .. '*'
+if db == 0 then pattern = p .. 'facerec:image:*' end
+local page = redis.call('SCAN', ARGV[3], 'MATCH', pattern, 'COUNT', ARGV[4])
+local out = {page[1]}
+for _, key in ipairs(page[2]) do
+  local t = redis.call('TYPE', key)['ok']
+  if db == 1 and t == 'string' then
+    table.insert(out, string.sub(key, #p + 1))
+    table.insert(out, redis.call('GET', key))
+  elseif db >= 2 and t == 'set' then
+    table.insert(out, string.sub(key, #p + 1))
+    table.insert(out, redis.call('SMEMBERS', key))
+  elseif db == 0 and t == 'hash' then
+    table.insert(out, string.sub(key, #p + #'facerec:image:' + 1))
+    table.insert(out, redis.call('HGET', key, 'faces') or '')
+  end
+end
+redis.call('SELECT', 0)
+return out
+"#;
+
+/// Applies fsck fixes. ARGV: prefix, then triples (op, a, b): `delname` name -,
+/// `setname` name hash, `link` a b, `unlink` a b, `delrecord` hash -.
+pub(super) const FIX: &str = r#"
+local p = ARGV[1]
+for i = 2, #ARGV, 3 do
+  local op, a, b = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if op == 'delname' then redis.call('SELECT', 1) redis.call('DEL', p .. a)
+  elseif op == 'setname' then redis.call('SELECT', 1) redis.call('SET', p .. a, b)
+  elseif op == 'link' then redis.call('SELECT', 4) redis.call('SADD', p .. a, b)
+  elseif op == 'unlink' then redis.call('SELECT', 4) redis.call('SREM', p .. a, b)
+  elseif op == 'delrecord' then redis.call('SELECT', 0) redis.call('DEL', p .. 'facerec:image:' .. a)
+  end
+end
+redis.call('SELECT', 0)
+return 1
+"#;
