@@ -376,3 +376,40 @@ impl<T: LogSink + ?Sized> LogSink for std::sync::Arc<T> {
         (**self).publish(routing_key, line).await
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// ImageQueue (the REST front-end's way in)
+
+/// Why a submission was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// The broker is down, did not confirm in time, or the connection failed while
+    /// publishing (transient: the client may retry later; nothing was accepted).
+    #[error("work queue unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused the message for good (nack, no queue bound).
+    #[error("work queue refused the image: {0}")]
+    Rejected(String),
+}
+
+/// Where submitted images go: the work exchange in production, a list in tests.
+///
+/// Contract: `submit` MUST return `Ok` only once the message is durable on the broker's
+/// side (a persistent message, confirmed). Any doubt is an error: a caller told `Ok` may
+/// drop its copy of the image. MUST fail promptly (seconds) when the broker is down and
+/// MUST recover by itself when it returns.
+#[async_trait]
+pub trait ImageQueue: Send + Sync {
+    /// Queues `image` for the workers under `hash` with `name`.
+    ///
+    /// # Errors
+    /// See [`QueueError`].
+    async fn submit(&self, hash: &ImageHash, name: &str, image: &[u8]) -> Result<(), QueueError>;
+}
+
+#[async_trait]
+impl<T: ImageQueue + ?Sized> ImageQueue for std::sync::Arc<T> {
+    async fn submit(&self, hash: &ImageHash, name: &str, image: &[u8]) -> Result<(), QueueError> {
+        (**self).submit(hash, name, image).await
+    }
+}

@@ -36,7 +36,8 @@ async fn every_bad_input_is_refused_with_its_reason_or_processed_and_memory_stay
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/make_corpus.py");
-    let made = std::process::Command::new(&python).arg(script).arg(&corpus).arg(&images).status().unwrap();
+    let made =
+        std::process::Command::new(&python).arg(script).arg("--attacks").arg(&corpus).arg(&images).status().unwrap();
     assert!(made.success(), "make_corpus.py failed");
     let manifest: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(corpus.join("manifest.json")).unwrap()).unwrap();

@@ -1,6 +1,7 @@
 //! Hermetic tests: the orchestrator and runner over fakes and recorded encodings.
 //! No servers, no dlib, no models: plain `cargo test`.
 
+mod api;
 mod dedupe;
 mod failures;
 mod hardening;
