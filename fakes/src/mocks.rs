@@ -2,10 +2,10 @@
 //! ("fail, fail, then succeed") says more than a fake.
 
 use async_trait::async_trait;
-use facerec::face::EncodedImage;
+use facerec::face::{EncodedImage, Encoding};
 use facerec::hash::ImageHash;
 use facerec::ports::{
-    Delivery, DeliveryId, EncodeError, FaceEncoder, FaceIndex, ImageMatch, ImageRecord, IndexError, LogSink,
+    Delivery, DeliveryId, EncodeError, FaceEncoder, FaceIndex, Forgotten, ImageMatch, ImageRecord, IndexError, LogSink,
     MessageSource, NewImage, Settlement, SourceError,
 };
 
@@ -40,6 +40,8 @@ mockall::mock! {
         async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
         async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError>;
         async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
+        async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError>;
+        async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
         async fn ping(&self) -> Result<(), IndexError>;
     }
 }

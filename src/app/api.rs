@@ -65,6 +65,12 @@ impl FaceIndex for LateIndex {
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         self.get()?.hash_of(name).await
     }
+    async fn forget(&self, hashes: &[ImageHash]) -> Result<crate::ports::Forgotten, IndexError> {
+        self.get()?.forget(hashes).await
+    }
+    async fn find_faces(&self, faces: &[crate::face::Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
+        self.get()?.find_faces(faces, tolerance).await
+    }
 }
 
 struct Parts {

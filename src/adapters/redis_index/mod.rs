@@ -30,13 +30,15 @@
 //! At start the cache is built from db 3 itself (not from the log), so a database filled
 //! by another program that follows the schema is matched against in full.
 
+mod maintenance;
+mod maintenance_scripts;
 mod scripts;
 
 use crate::config::ServiceUrl;
 use crate::face::Encoding;
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
-use crate::ports::{FaceIndex, ImageMatch, ImageRecord, IndexError, NewImage};
+use crate::ports::{FaceIndex, Forgotten, ImageMatch, ImageRecord, IndexError, NewImage};
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
@@ -134,7 +136,11 @@ impl RedisIndex {
                 add_faces: Script::from_lua(scripts::add_faces()),
                 changes: Script::from_lua(scripts::changes()),
                 commit: Script::from_lua(scripts::commit()),
-                add_name: Script::from_lua(scripts::add_name()),
+                add_name: Script::from_lua(format!(
+                    "{}{}",
+                    maintenance_scripts::ADD_NAME_ERASED_GUARD,
+                    scripts::add_name()
+                )),
                 is_known: Script::from_lua(scripts::IS_KNOWN),
                 hash_of: Script::from_lua(scripts::HASH_OF),
                 image: Script::from_lua(scripts::IMAGE),
@@ -255,7 +261,7 @@ impl RedisIndex {
             );
         }
         let mut faces = self.faces.write().expect("cache lock");
-        insert_pairs(&mut faces, items)?;
+        maintenance::apply_changes(&mut faces, items)?;
         *cursor = last;
         Ok((more, false))
     }
@@ -409,6 +415,14 @@ impl FaceIndex for RedisIndex {
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         let reply = self.run(&self.scripts.hash_of, vec![self.prefix(), name.into()]).await?;
         Ok(text(&reply).and_then(|h| ImageHash::parse(&h).ok()))
+    }
+
+    async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {
+        self.forget_images(hashes).await
+    }
+
+    async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
+        self.find_cached(faces, tolerance).await
     }
 
     async fn ping(&self) -> Result<(), IndexError> {
