@@ -5,7 +5,7 @@
 //! structure. Defaults come from the adapters' settings types.
 
 use crate::adapters::amqp::{AmqpSettings, QueueType};
-use crate::adapters::redis_index::RedisSettings;
+use crate::adapters::redis_index::{RedisSettings, SentinelSettings};
 use crate::config::{ConfigError, Secret, ServiceUrl};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -133,6 +133,19 @@ pub struct RedisArgs {
     /// Seconds a Redis command may take before it counts as failed.
     #[arg(long, env = "FACEREC_REDIS_TIMEOUT", default_value_t = RedisSettings::default().command_timeout.as_secs())]
     pub redis_timeout: u64,
+    /// Sentinels to ask where the primary is, `host:port,host:port,...` (with
+    /// REDIS_SENTINEL_MASTER); REDIS_HOST / REDIS_URL then only give password and TLS.
+    #[arg(long, env = "REDIS_SENTINELS")]
+    pub redis_sentinels: Option<String>,
+    /// The name the sentinels monitor the primary under.
+    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+    /// Password of the sentinels (their `requirepass`). Prefer REDIS_SENTINEL_PASSWORD_FILE.
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<Secret>,
+    /// File holding the sentinels' password (a mounted secret).
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD_FILE")]
+    pub redis_sentinel_password_file: Option<PathBuf>,
 }
 
 impl RedisArgs {
@@ -162,9 +175,58 @@ impl RedisArgs {
             key_prefix: self.redis_key_prefix.clone(),
             wait_replicas: self.redis_wait_replicas,
             command_timeout: Duration::from_secs(self.redis_timeout.max(1)),
+            sentinel: self.sentinel()?,
             ..RedisSettings::default()
         })
     }
+
+    /// The Sentinel settings, when REDIS_SENTINELS is set.
+    ///
+    /// # Errors
+    /// A malformed sentinel list, sentinels without a master name (or the reverse), or an
+    /// unreadable password file.
+    pub fn sentinel(&self) -> Result<Option<SentinelSettings>, ConfigError> {
+        let (list, master) = match (&self.redis_sentinels, &self.redis_sentinel_master) {
+            (None, None) => return Ok(None),
+            (Some(list), Some(master)) if !master.trim().is_empty() => (list, master.trim().to_owned()),
+            (Some(_), _) => return Err(ConfigError::invalid("REDIS_SENTINEL_MASTER", "needed with REDIS_SENTINELS")),
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid("REDIS_SENTINELS", "needed with REDIS_SENTINEL_MASTER"));
+            }
+        };
+        let hosts = host_list("REDIS_SENTINELS", list, 26379)?;
+        let password = match (&self.redis_sentinel_password_file, &self.redis_sentinel_password) {
+            (Some(file), _) => Some(Secret::from_file("REDIS_SENTINEL_PASSWORD_FILE", file)?),
+            (None, p) => p.clone(),
+        };
+        Ok(Some(SentinelSettings { hosts, master, password }))
+    }
+}
+
+/// Parses `host[:port],host[:port],...` (IPv6 in brackets); `default_port` where none is given.
+///
+/// # Errors
+/// An empty list, an empty host or a port that is not a number, naming `setting`.
+pub fn host_list(setting: &'static str, text: &str, default_port: u16) -> Result<Vec<(String, u16)>, ConfigError> {
+    let mut hosts = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, port) = match item.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && (!h.contains(':') || h.ends_with(']')) => {
+                let port = p.parse().map_err(|_| ConfigError::invalid(setting, format!("{item:?}: bad port {p:?}")))?;
+                (h, port)
+            }
+            _ => (item, default_port),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(ConfigError::invalid(setting, format!("{item:?}: no host")));
+        }
+        hosts.push((host.to_owned(), port));
+    }
+    if hosts.is_empty() {
+        return Err(ConfigError::invalid(setting, "no host:port given"));
+    }
+    Ok(hosts)
 }
 
 #[cfg(test)]
@@ -218,6 +280,23 @@ mod tests {
         let a = parse(&["--rabbitmq-password-file", "/nonexistent/secret"]);
         let e = a.broker.settings("h", 1, 1).unwrap_err().to_string();
         assert!(e.starts_with("RABBITMQ_PASSWORD_FILE: cannot read /nonexistent/secret"), "{e}");
+    }
+
+    #[test]
+    fn sentinel_lists_are_parsed_and_incomplete_ones_are_configuration_errors() {
+        let a = parse(&["--redis-sentinels", "s1:26380, s2 ,[::1]:26381", "--redis-sentinel-master", "mymaster"]);
+        let s = a.redis.settings().unwrap().sentinel.unwrap();
+        let hosts = [("s1".to_owned(), 26380), ("s2".to_owned(), 26379), ("::1".to_owned(), 26381)];
+        assert_eq!((s.hosts, s.master.as_str()), (hosts.to_vec(), "mymaster"));
+        assert!(parse(&[]).redis.settings().unwrap().sentinel.is_none());
+        let e = parse(&["--redis-sentinels", "s1"]).redis.settings().unwrap_err().to_string();
+        assert!(e.starts_with("REDIS_SENTINEL_MASTER: "), "{e}");
+        let e = parse(&["--redis-sentinels", "s1:x", "--redis-sentinel-master", "m"]).redis.settings().unwrap_err();
+        assert!(e.to_string().starts_with("REDIS_SENTINELS: "), "{e}");
+        let a =
+            parse(&["--redis-sentinels", "s1", "--redis-sentinel-master", "m", "--redis-sentinel-password", "Sec3"]);
+        let shown = format!("{:?} {:?}", a.redis, a.redis.settings());
+        assert!(!shown.contains("Sec3"), "{shown}");
     }
 
     #[test]

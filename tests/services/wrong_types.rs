@@ -3,11 +3,11 @@
 //! change-log read skips foreign keys, and no half-stored image is ever linked.
 
 use facerec::adapters::redis_index::RedisIndex;
-use facerec_fakes::testkit::servers::{cleanup, redis, scan_keys};
-use facerec_fakes::testkit::{Batch, Names};
 use facerec::face::Encoding;
 use facerec::hash::ImageHash;
 use facerec::ports::{FaceIndex, IndexError, NewImage};
+use facerec_fakes::testkit::servers::{cleanup, redis, scan_keys};
+use facerec_fakes::testkit::{Batch, Names};
 use fred::prelude::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
