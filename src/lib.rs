@@ -25,6 +25,7 @@
 #![recursion_limit = "1024"]
 
 pub mod adapters;
+pub mod api;
 pub mod app;
 pub mod backoff;
 pub mod capture;

@@ -184,7 +184,7 @@ mod tests {
         for outcome in [
             Outcome::Stored { hash: hash.clone(), name: "a.jpg".into(), faces: 2, matches: vec![], times },
             Outcome::NameAdded { hash: hash.clone(), name: "b.jpg".into() },
-            Outcome::Retry { hash: None, reason: "redis down".into() },
+            Outcome::Retry { hash: None, reason: "redis down".into(), outage: false },
             Outcome::Rejected { hash: None, reason: "junk".into() },
         ] {
             m.taken();

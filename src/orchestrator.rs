@@ -8,7 +8,7 @@ use crate::face::StageTimes;
 use crate::hash::ImageHash;
 use crate::log_lines::{RoutingKeys, escape};
 use crate::message::{MessageLimits, ScanRequest};
-use crate::ports::{Delivery, FaceEncoder, FaceIndex, ImageMatch, LogSink, NewImage, Settlement};
+use crate::ports::{Delivery, FaceEncoder, FaceIndex, ImageMatch, KILLS_HEADER, LogSink, NewImage, Settlement};
 use std::fmt::Write as _;
 use std::time::Duration;
 use tracing::instrument;
@@ -24,12 +24,21 @@ pub struct Settings {
     pub limits: MessageLimits,
     /// Routing keys of progress lines.
     pub keys: RoutingKeys,
+    /// Longest time one image may spend in the encoder; past it the image is
+    /// dead-lettered (`FACEREC_MAX_ENCODE_SECONDS`).
+    pub max_encode: Duration,
 }
 
 impl Settings {
-    /// Defaults for `host`: tolerance 0.6 (face_recognition's), 5 attempts.
+    /// Defaults for `host`: tolerance 0.6 (face_recognition's), 5 attempts, 60 s per encode.
     pub fn for_host(host: &str) -> Self {
-        Self { tolerance: 0.6, max_attempts: 5, limits: MessageLimits::default(), keys: RoutingKeys::for_host(host) }
+        Self {
+            tolerance: 0.6,
+            max_attempts: 5,
+            limits: MessageLimits::default(),
+            keys: RoutingKeys::for_host(host),
+            max_encode: Duration::from_secs(60),
+        }
     }
 }
 
@@ -62,6 +71,10 @@ pub enum Outcome {
         hash: Option<ImageHash>,
         /// Why.
         reason: String,
+        /// A server the pipeline needs is down (it failed a health probe): the message is
+        /// not at fault, so no attempt is counted, and the runner stops taking deliveries
+        /// until the server answers again.
+        outage: bool,
     },
     /// Can never succeed: dead-letter.
     Rejected {
@@ -77,7 +90,8 @@ impl Outcome {
     pub fn settlement(&self) -> Settlement {
         match self {
             Outcome::Stored { .. } | Outcome::NameAdded { .. } => Settlement::Ack,
-            Outcome::Retry { reason, .. } => Settlement::Requeue { reason: reason.clone() },
+            Outcome::Retry { reason, outage: true, .. } => Settlement::Release { reason: reason.clone() },
+            Outcome::Retry { reason, outage: false, .. } => Settlement::Requeue { reason: reason.clone() },
             Outcome::Rejected { reason, .. } => Settlement::DeadLetter { reason: reason.clone() },
         }
     }
@@ -96,6 +110,8 @@ impl Outcome {
 /// A failure inside one step, before it is turned into an [`Outcome`].
 enum StepError {
     Transient(String),
+    /// A transient index failure: an outage if the index then fails its health probe.
+    IndexTransient(String),
     Permanent(String),
 }
 
@@ -126,6 +142,24 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
     /// Processes one delivery. Never panics on bad input; never settles.
     #[instrument(skip_all, fields(attempt = delivery.attempt, hash))]
     pub async fn process(&self, delivery: &Delivery) -> Outcome {
+        if delivery.attempt > self.settings.max_attempts {
+            // Past the limit only by deliveries that were never settled: a transient
+            // failure on the last attempt dead-letters. So the message took a worker down
+            // with it (killed, aborted, held past its grace period) on its last attempt at
+            // least; processing it again would only crash this worker too. It is not even
+            // parsed: parsing may be what kills.
+            let kills = delivery
+                .headers
+                .get(KILLS_HEADER)
+                .and_then(|k| k.parse::<u32>().ok())
+                .unwrap_or(delivery.attempt - 1)
+                .max(1);
+            let reason = format!(
+                "killed the worker {kills} times (delivery {} of at most {})",
+                delivery.attempt, self.settings.max_attempts
+            );
+            return self.reject(None, reason).await;
+        }
         let request = match ScanRequest::parse(&delivery.body, &delivery.headers, &self.settings.limits) {
             Ok(r) => r,
             Err(e) => return self.reject(None, format!("bad message: {e}")).await,
@@ -142,23 +176,41 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
         match self.store(&request).await {
             Ok(outcome) => outcome,
             Err(StepError::Permanent(reason)) => self.reject(Some(request.hash), reason).await,
-            Err(StepError::Transient(reason)) if delivery.attempt >= self.settings.max_attempts => {
-                let reason = format!("gave up after {} attempts: {reason}", delivery.attempt);
-                self.reject(Some(request.hash), reason).await
-            }
-            Err(StepError::Transient(reason)) => {
-                self.logs
-                    .publish(
-                        &self.settings.keys.warning,
-                        &format!(
-                            "{}: attempt {} of {} failed, will retry: {reason}",
-                            request.hash, delivery.attempt, self.settings.max_attempts
-                        ),
-                    )
-                    .await;
-                Outcome::Retry { hash: Some(request.hash), reason }
-            }
+            Err(StepError::IndexTransient(reason)) => match self.index.ping().await {
+                // The store is down, not this message's fault: spend none of its attempts.
+                Err(probe) => {
+                    self.logs
+                        .publish(
+                            &self.settings.keys.warning,
+                            &format!("{}: index down, put back uncounted: {reason} (probe: {probe})", request.hash),
+                        )
+                        .await;
+                    Outcome::Retry { hash: Some(request.hash), reason, outage: true }
+                }
+                // The store answers: the failure belongs to this message (a script timing
+                // out on it, say), and is bounded by max_attempts.
+                Ok(()) => self.transient(delivery, request.hash, reason).await,
+            },
+            Err(StepError::Transient(reason)) => self.transient(delivery, request.hash, reason).await,
         }
+    }
+
+    /// A counted transient failure: retry, or dead-letter on the last attempt.
+    async fn transient(&self, delivery: &Delivery, hash: ImageHash, reason: String) -> Outcome {
+        if delivery.attempt >= self.settings.max_attempts {
+            let reason = format!("gave up after {} attempts: {reason}", delivery.attempt);
+            return self.reject(Some(hash), reason).await;
+        }
+        self.logs
+            .publish(
+                &self.settings.keys.warning,
+                &format!(
+                    "{hash}: attempt {} of {} failed, will retry: {reason}",
+                    delivery.attempt, self.settings.max_attempts
+                ),
+            )
+            .await;
+        Outcome::Retry { hash: Some(hash), reason, outage: false }
     }
 
     async fn store(&self, request: &ScanRequest) -> Result<Outcome, StepError> {
@@ -170,9 +222,19 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
             return Ok(Outcome::NameAdded { hash: hash.clone(), name: name.to_owned() });
         }
         self.debug(format!("{hash}: detecting faces")).await;
-        let encoded = self.encoder.encode(hash, &request.image).await.map_err(|e| {
-            if e.is_transient() { StepError::Transient(e.to_string()) } else { StepError::Permanent(e.to_string()) }
-        })?;
+        let limit = self.settings.max_encode;
+        let encoded = tokio::time::timeout(limit, self.encoder.encode(hash, &request.image))
+            .await
+            .map_err(|_| {
+                // The encoder replaces a thread stuck on it; the image is not tried again.
+                StepError::Permanent(format!(
+                    "encoding took longer than FACEREC_MAX_ENCODE_SECONDS ({} s)",
+                    limit.as_secs_f64()
+                ))
+            })?
+            .map_err(|e| {
+                if e.is_transient() { StepError::Transient(e.to_string()) } else { StepError::Permanent(e.to_string()) }
+            })?;
         let mut t = encoded.times;
         self.debug(format!(
             "{hash}: {} faces in {}x{} (decode {} ms, detect {} ms, landmarks {} ms, encode {} ms)",
@@ -219,7 +281,7 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
 }
 
 fn index_error(e: crate::ports::IndexError) -> StepError {
-    if e.is_transient() { StepError::Transient(e.to_string()) } else { StepError::Permanent(e.to_string()) }
+    if e.is_transient() { StepError::IndexTransient(e.to_string()) } else { StepError::Permanent(e.to_string()) }
 }
 
 /// Delay before a failed delivery is requeued: 1 s, 2 s, 4 s, ... capped at `max`.

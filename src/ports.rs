@@ -27,9 +27,14 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// Headers whose values are text (`name`, `hash` for raw-image messages).
     pub headers: BTreeMap<String, String>,
-    /// 1 on first delivery; raised each time the message is requeued by a worker.
+    /// 1 on first delivery; raised each time the message is requeued by a worker, or
+    /// comes back after a worker died holding it.
     pub attempt: u32,
 }
+
+/// Header a source may set on [`Delivery::headers`]: how many earlier attempts ended with
+/// no settlement at all (the worker was killed, aborted or lost its connection).
+pub const KILLS_HEADER: &str = "x-facerec-kills";
 
 /// How a delivery ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +44,12 @@ pub enum Settlement {
     /// Failed for a reason that may pass (a server down). Deliver it again later, with
     /// `attempt` raised by one.
     Requeue {
+        /// Why, for logs.
+        reason: String,
+    },
+    /// Not tried: a server the pipeline needs is down, the message is not at fault. Deliver
+    /// it again later with `attempt` unchanged.
+    Release {
         /// Why, for logs.
         reason: String,
     },
@@ -129,6 +140,12 @@ pub trait FaceEncoder: Send + Sync {
     /// The settings that determine the encodings (models, detector, upsample, jitters), as
     /// one string. Stored with each image so a later re-index can find stale entries.
     fn fingerprint(&self) -> String;
+
+    /// Why the encoder cannot make progress now (every thread stuck past its deadline),
+    /// or `None`. For readiness; the default never stalls.
+    fn stalled(&self) -> Option<String> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -231,6 +248,16 @@ pub trait FaceIndex: Send + Sync {
     /// # Errors
     /// See [`IndexError`].
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
+
+    /// A cheap round trip that says whether the store answers now. After a transient
+    /// failure it tells an outage (pause, count no attempt) from a failure of the message.
+    /// The default suits an in-process index, which is always reachable.
+    ///
+    /// # Errors
+    /// [`IndexError::Unavailable`] while the store does not answer.
+    async fn ping(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -269,6 +296,9 @@ impl<T: FaceEncoder + ?Sized> FaceEncoder for std::sync::Arc<T> {
     fn fingerprint(&self) -> String {
         (**self).fingerprint()
     }
+    fn stalled(&self) -> Option<String> {
+        (**self).stalled()
+    }
 }
 
 #[async_trait]
@@ -288,11 +318,51 @@ impl<T: FaceIndex + ?Sized> FaceIndex for std::sync::Arc<T> {
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         (**self).hash_of(name).await
     }
+    async fn ping(&self) -> Result<(), IndexError> {
+        (**self).ping().await
+    }
 }
 
 #[async_trait]
 impl<T: LogSink + ?Sized> LogSink for std::sync::Arc<T> {
     async fn publish(&self, routing_key: &str, line: &str) {
         (**self).publish(routing_key, line).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// ImageQueue (the REST front-end's way in)
+
+/// Why a submission was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// The broker is down, did not confirm in time, or the connection failed while
+    /// publishing (transient: the client may retry later; nothing was accepted).
+    #[error("work queue unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused the message for good (nack, no queue bound).
+    #[error("work queue refused the image: {0}")]
+    Rejected(String),
+}
+
+/// Where submitted images go: the work exchange in production, a list in tests.
+///
+/// Contract: `submit` MUST return `Ok` only once the message is durable on the broker's
+/// side (a persistent message, confirmed). Any doubt is an error: a caller told `Ok` may
+/// drop its copy of the image. MUST fail promptly (seconds) when the broker is down and
+/// MUST recover by itself when it returns.
+#[async_trait]
+pub trait ImageQueue: Send + Sync {
+    /// Queues `image` for the workers under `hash` with `name`.
+    ///
+    /// # Errors
+    /// See [`QueueError`].
+    async fn submit(&self, hash: &ImageHash, name: &str, image: &[u8]) -> Result<(), QueueError>;
+}
+
+#[async_trait]
+impl<T: ImageQueue + ?Sized> ImageQueue for std::sync::Arc<T> {
+    async fn submit(&self, hash: &ImageHash, name: &str, image: &[u8]) -> Result<(), QueueError> {
+        (**self).submit(hash, name, image).await
     }
 }

@@ -153,4 +153,17 @@ impl<I: FaceIndex> FaceIndex for FlakyIndex<I> {
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         self.inner.hash_of(name).await
     }
+
+    /// Fails while [`FlakyIndex::go_down`] is in force (not recorded as a call); queued
+    /// faults of one method leave it answering, as a server that is up would.
+    async fn ping(&self) -> Result<(), IndexError> {
+        let down = self.faults.lock().expect("lock").down.clone();
+        if let Some(t) = &self.timeline {
+            t.push(format!("index.ping {}", if down.is_some() { "err" } else { "ok" }));
+        }
+        match down {
+            Some(e) => Err(e),
+            None => self.inner.ping().await,
+        }
+    }
 }

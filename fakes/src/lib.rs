@@ -12,6 +12,7 @@
 //! - [`index`]: [`FlakyIndex`], a wrapper over any index that fails on command.
 //! - [`encoder`]: [`FakeEncoder`], canned faces per hash, with call counts and a gate.
 //! - [`logs`]: [`RecordingLogs`], every published line with its routing key.
+//! - [`queue`]: [`FakeQueue`] and [`FakeFetcher`], the REST front-end's submissions and URLs.
 //! - [`mocks`]: mockall mocks of the four ports.
 //! - [`testkit`] (feature `testkit`): what every test binary, bench and example shares:
 //!   fixtures, message builder, harness, server clients, a spawned worker.
@@ -20,6 +21,7 @@ pub mod encoder;
 pub mod index;
 pub mod logs;
 pub mod mocks;
+pub mod queue;
 pub mod source;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -28,5 +30,6 @@ pub mod timeline;
 pub use encoder::FakeEncoder;
 pub use index::{FlakyIndex, IndexCall, Method};
 pub use logs::RecordingLogs;
+pub use queue::{FakeFetcher, FakeQueue, Submission};
 pub use source::FakeSource;
 pub use timeline::Timeline;

@@ -26,6 +26,7 @@ mockall::mock! {
     impl FaceEncoder for Encoder {
         async fn encode(&self, hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError>;
         fn fingerprint(&self) -> String;
+        fn stalled(&self) -> Option<String>;
     }
 }
 
@@ -39,6 +40,7 @@ mockall::mock! {
         async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
         async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError>;
         async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
+        async fn ping(&self) -> Result<(), IndexError>;
     }
 }
 

@@ -21,7 +21,8 @@ struct Inner {
 }
 
 /// A queue: `push` messages, run the orchestrator, then inspect what was settled.
-/// Requeued messages go to the back with `attempt + 1`; dead letters are kept with their
+/// Requeued messages go to the back with `attempt + 1`, released ones with `attempt`
+/// unchanged; dead letters are kept with their
 /// reason. `next` returns `None` once the queue is empty and nothing is in flight (a
 /// delivery in flight may still come back), so a run ends when all work is settled.
 #[derive(Clone, Default)]
@@ -115,12 +116,14 @@ impl MessageSource for FakeSource {
             let kind = match &settlement {
                 Settlement::Ack => "Ack",
                 Settlement::Requeue { .. } => "Requeue",
+                Settlement::Release { .. } => "Release",
                 Settlement::DeadLetter { .. } => "DeadLetter",
             };
             t.push(format!("settle {kind} #{}", id.0));
         }
         match &settlement {
             Settlement::Requeue { .. } => inner.queue.push_back((body, headers, attempt + 1)),
+            Settlement::Release { .. } => inner.queue.push_back((body, headers, attempt)),
             Settlement::DeadLetter { reason } => inner.dead_letters.push((body, reason.clone())),
             Settlement::Ack => {}
         }

@@ -8,12 +8,14 @@
 //! | [`encoder`] | dlib ([`DlibEncoder`]) or recorded encodings ([`RecordedEncoder`]) |
 //! | [`embedded_index`] / [`redis_index`] | the [`FaceIndex`](crate::ports::FaceIndex) on disk / in Redis |
 //! | [`publisher`], [`log_tail`], [`queue_reader`] | RabbitMQ clients of `submit`, `logs`, `capture` |
+//! | [`api::run`] | the REST front-end: Redis reads, AMQP submissions with confirms, fetcher, listener |
 //! | [`worker::run`] | the worker: Redis index, AMQP source and log sink, health server |
 //!
 //! Errors: a [`ConfigError`] (or a missing model / recording file) is a mistake in the
 //! settings: [`AppError::exit_code`] is 2 and nothing is retried. Only an unreachable
 //! server is waited for, with [`Backoff`](crate::backoff::Backoff).
 
+pub mod api;
 pub mod worker;
 
 use crate::adapters::amqp::client::{ImagePublisher, LogTail, QueueReader};

@@ -11,12 +11,13 @@ use crate::backoff::Backoff;
 use crate::http::Health;
 use crate::metrics::{Gauges, Metrics};
 use crate::orchestrator::{Orchestrator, Settings};
+use crate::ports::FaceEncoder;
 use crate::ports::IndexError;
-use crate::runner::{self, RunOptions};
+use crate::runner::{self, Observe, Report, RunOptions};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -43,10 +44,37 @@ struct Parts {
     index: OnceLock<Arc<RedisIndex>>,
     source: OnceLock<Arc<AmqpSource>>,
     logs: OnceLock<Arc<AmqpLogs>>,
+    encoder: OnceLock<Arc<dyn FaceEncoder>>,
+    /// Why the runner takes no deliveries now (index down, settlements failing).
+    paused: Mutex<Option<String>>,
+}
+
+/// The runner's observer: metrics, plus pauses for readiness.
+struct Watch {
+    parts: Arc<Parts>,
+    metrics: Arc<Metrics>,
+}
+
+impl Observe for Watch {
+    fn taken(&self) {
+        self.metrics.taken();
+    }
+    fn settled(&self, report: &Report) {
+        self.metrics.settled(report);
+    }
+    fn paused(&self, reason: Option<&str>) {
+        *self.parts.paused.lock().expect("lock") = reason.map(str::to_owned);
+    }
 }
 
 impl Health for Parts {
     fn not_ready(&self) -> Option<String> {
+        if let Some(reason) = self.paused.lock().expect("lock").clone() {
+            return Some(format!("taking no deliveries: {reason}"));
+        }
+        if let Some(stalled) = self.encoder.get().and_then(|e| e.stalled()) {
+            return Some(stalled);
+        }
         let Some(index) = self.index.get() else { return Some("connecting to Redis".into()) };
         if !index.cache_loaded() {
             return Some("loading faces from Redis".into());
@@ -93,6 +121,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
     }
     let encoder = super::encoder(&config.encoder)?;
+    let _ = parts.encoder.set(encoder.clone());
     let host = config.amqp.hostname.clone();
     let prefetch = config.amqp.prefetch;
     let Some(index) = wait_for("Redis", &shutdown, || RedisIndex::connect(config.redis.clone())).await? else {
@@ -109,7 +138,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     let _ = parts.source.set(source.clone());
     let orchestrator = Arc::new(Orchestrator::new(encoder, index.clone(), logs.clone(), config.pipeline));
     tracing::info!(concurrency = config.run.concurrency, prefetch, host, "worker running");
-    let result = runner::run(orchestrator, source.clone(), config.run, shutdown, metrics).await;
+    let watch = Arc::new(Watch { parts: parts.clone(), metrics });
+    let result = runner::run(orchestrator, source.clone(), config.run, shutdown, watch).await;
     tracing::info!("stopping: closing connections");
     source.close().await;
     logs.close(Duration::from_secs(5)).await;

@@ -1,5 +1,6 @@
 //! The `facerec` command line: one file per subcommand; `main.rs` only dispatches.
 
+pub mod api;
 pub mod capture;
 pub mod connection_args;
 pub mod encoder_args;
@@ -31,6 +32,8 @@ pub enum Command {
     Scan(scan::ScanArgs),
     /// Record real encodings to a file, for tests and replays without dlib.
     Record(record::RecordArgs),
+    /// Run the REST front-end: the course's routes and /api/v1, in front of the workers.
+    Api(Box<api::ApiArgs>),
     /// Run the worker: consume toWorker, store faces and matches in Redis, log to logs.
     Worker(Box<worker::WorkerArgs>),
     /// Publish images (files, folders, URLs) to toWorker and print their hashes.
@@ -51,7 +54,7 @@ impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
             Command::Faces(_) | Command::Scan(_) | Command::Record(_) => "warn",
-            Command::Worker(_) => "info",
+            Command::Worker(_) | Command::Api(_) => "info",
             Command::Submit(_) | Command::Matches(_) | Command::Logs(_) | Command::Capture(_) | Command::Replay(_) => {
                 "warn"
             }
@@ -68,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Faces(args) => faces::run(args).await,
         Command::Scan(args) => scan::run(args).await,
         Command::Record(args) => record::run(args).await,
+        Command::Api(args) => api::run(*args).await,
         Command::Worker(args) => worker::run(*args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Matches(args) => matches::run(args).await,

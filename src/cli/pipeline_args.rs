@@ -27,6 +27,10 @@ pub struct PipelineArgs {
     /// Longest wait before a failed message is put back, in ms.
     #[arg(long, env = "FACEREC_RETRY_MAX_MS", default_value_t = 30_000)]
     pub retry_max_ms: u64,
+    /// Longest time one image may spend in the encoder, in seconds; past it the image is
+    /// dead-lettered and the encoder thread stuck on it is replaced.
+    #[arg(long, env = "FACEREC_MAX_ENCODE_SECONDS", default_value_t = 60.0, value_parser = parse_seconds)]
+    pub max_encode_seconds: f64,
     /// Longest accepted image name, in bytes.
     #[arg(long, env = "FACEREC_MAX_NAME_BYTES", default_value_t = MessageLimits::default().max_name_bytes)]
     pub max_name_bytes: usize,
@@ -40,6 +44,7 @@ impl PipelineArgs {
             max_attempts: self.max_attempts.max(1),
             limits: MessageLimits { max_message_bytes: self.max_message_bytes, max_name_bytes: self.max_name_bytes },
             keys: RoutingKeys::for_host(host),
+            max_encode: std::time::Duration::from_secs_f64(self.max_encode_seconds),
         }
     }
 
@@ -57,4 +62,13 @@ impl PipelineArgs {
 fn parse_tolerance(s: &str) -> Result<f64, String> {
     let t: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if t.is_finite() && t > 0.0 && t <= 2.0 { Ok(t) } else { Err("tolerance must be a number in (0, 2]".into()) }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let t: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if t.is_finite() && t > 0.0 && t <= 86_400.0 {
+        Ok(t)
+    } else {
+        Err("must be a number of seconds in (0, 86400]".into())
+    }
 }

@@ -5,6 +5,7 @@
 //! (and so face_recognition) does. With the `dlib` feature, JPEG pixels come from the
 //! system's libjpeg-turbo (see `libjpeg.rs`), so they equal PIL's bit for bit.
 
+mod gif;
 #[cfg(feature = "dlib")]
 mod libjpeg;
 
@@ -80,6 +81,12 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbPixels, EncodeEr
             limits.max_pixels
         )));
     }
+    if let Some(frame) = largest_gif_frame(format, bytes).filter(|&frame| frame > limits.max_pixels) {
+        return Err(EncodeError::OverLimit(format!(
+            "GIF has a frame of {frame} pixels (its screen is {width}x{height}), the limit is {}",
+            limits.max_pixels
+        )));
+    }
     if pixels == 0 {
         return Err(EncodeError::NotAnImage(format!("{format:?} image has no pixels")));
     }
@@ -99,9 +106,16 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbPixels, EncodeEr
 /// are not an image this module reads.
 pub fn header_pixels(bytes: &[u8]) -> Option<u64> {
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
-    reader.format().filter(|f| FORMATS.contains(f))?;
+    let format = reader.format().filter(|f| FORMATS.contains(f))?;
     let (width, height) = reader.into_dimensions().ok()?;
-    Some(u64::from(width) * u64::from(height))
+    let pixels = u64::from(width) * u64::from(height);
+    Some(largest_gif_frame(format, bytes).map_or(pixels, |frame| frame.max(pixels)))
+}
+
+/// For a GIF, the pixels of its largest frame or screen: the decoder allocates the frame
+/// whole, and the header's size is only the screen's.
+fn largest_gif_frame(format: ImageFormat, bytes: &[u8]) -> Option<u64> {
+    if format == ImageFormat::Gif { gif::largest_pixels(bytes) } else { None }
 }
 
 /// JPEG pixels from libjpeg-turbo, when built with it; `None` means "use the image crate".
@@ -189,6 +203,26 @@ mod tests {
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 64, Rgb([9, 9, 9])));
         let bytes = png(&img);
         assert!(matches!(decode(&bytes[..bytes.len() / 2], &DecodeLimits::default()), Err(EncodeError::NotAnImage(_))));
+    }
+
+    #[test]
+    fn a_gif_frame_larger_than_its_screen_counts_with_its_own_size() {
+        let frame = RgbaImage::from_pixel(200, 150, Rgba([1, 2, 3, 255]));
+        let mut bytes = Vec::new();
+        image::codecs::gif::GifEncoder::new(&mut bytes).encode_frame(image::Frame::new(frame)).unwrap();
+        assert_eq!(header_pixels(&bytes), Some(30_000));
+        // The logical screen (bytes 6..10) shrunk to 1x1: the frame is still 200x150.
+        bytes[6..10].copy_from_slice(&[1, 0, 1, 0]);
+        assert_eq!(header_pixels(&bytes), Some(30_000));
+        let limits = DecodeLimits { max_pixels: 10_000, ..DecodeLimits::default() };
+        let err = decode(&bytes, &limits).unwrap_err();
+        assert!(matches!(&err, EncodeError::OverLimit(m) if m.contains("frame of 30000 pixels")), "{err}");
+        // Within the limit it still decodes (to the screen's size, as before).
+        let px = decode(&bytes, &DecodeLimits::default()).unwrap();
+        assert_eq!((px.width, px.height), (1, 1));
+        // Broken block structure: no panic, the screen's size at least.
+        assert_eq!(gif::largest_pixels(&bytes[..20]), Some(1));
+        assert_eq!(gif::largest_pixels(b"GIF89a"), None);
     }
 
     #[test]

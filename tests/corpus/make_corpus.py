@@ -2,23 +2,36 @@
 """Generates the bad-input corpus: messages a worker must refuse with a specific reason,
 or process correctly, without crashing, looping or growing its memory.
 
-Usage: make_corpus.py OUT_DIR IMAGES_DIR
+Usage: make_corpus.py [--attacks] OUT_DIR IMAGES_DIR
 Writes OUT_DIR/manifest.json: a list of {"id", "body" (file name), "headers", "expect"},
 where expect is "dead:<text the reason must contain>" or "stored:<number of faces>".
 Everything is generated here from face_recognition's sample images; nothing is downloaded.
+`--attacks` adds the inputs of bombs.py (a progressive JPEG scan bomb, a padded JSON message)
+before the last entry; without it the corpus is the one tests/corpus/main.rs expects.
 """
+import argparse
 import base64
 import io
 import json
 import os
 import struct
-import sys
 import zlib
 
 import numpy
 from PIL import Image
 
-out, images = sys.argv[1], sys.argv[2]
+import bombs
+
+# tests/corpus/main.rs runs the worker with --max-message-bytes 5000000: the padded message
+# stays under it, so it must be processed, not refused for its size.
+MESSAGE_LIMIT = 5_000_000
+
+parser = argparse.ArgumentParser(description="Generates the bad-input corpus.")
+parser.add_argument("out", help="output folder (manifest.json and one file per message)")
+parser.add_argument("images", help="face_recognition's sample images")
+parser.add_argument("--attacks", action="store_true", help="add the attack inputs of bombs.py")
+cli = parser.parse_args()
+out, images = cli.out, cli.images
 os.makedirs(out, exist_ok=True)
 manifest = []
 rng = numpy.random.default_rng(1234)
@@ -82,6 +95,13 @@ add("exif-rotated", as_json("rotated.jpg", encoded(obama.rotate(90, expand=True)
 add("name-10kb", as_json("n" * 10240, obama_jpeg), "dead:name is 10240 bytes long")
 add("name-control-chars", as_json("evil\nINFO forged line\x1b[31m.jpg", obama_jpeg), "stored:1")
 add("oversize-message", as_json("big.bin", rng.bytes(6 * 1024 * 1024)), "dead:the limit is 5000000")
+if cli.attacks:
+    # ~10 s of libjpeg-turbo CPU in 0.3 MB: refused for its number of scans.
+    add("progressive-scan-bomb", as_json("scans.jpg", bombs.progressive_scan_bomb(6000, 6000, scans=4000)), "dead:scans")
+    # A valid message inflated to just under the size limit by an unused array of zeros.
+    obama2 = open(os.path.join(images, "obama2.jpg"), "rb").read()
+    base = len(bombs.padded_json(obama2, "padded.jpg", 0))
+    add("padded-json", bombs.padded_json(obama2, "padded.jpg", (MESSAGE_LIMIT - 100_000 - base) // 2), "stored:1")
 add("last-good-image", as_json("biden.jpg", open(os.path.join(images, "biden.jpg"), "rb").read()), "stored:1")
 
 with open(os.path.join(out, "manifest.json"), "w") as f:

@@ -44,26 +44,6 @@ async fn an_index_failure_requeues_then_succeeds_and_is_never_acked_early() {
 }
 
 #[tokio::test]
-async fn a_server_down_longer_than_the_budget_dead_letters_after_max_attempts() {
-    let mut h = Harness::new();
-    h.settings.max_attempts = 3;
-    h.push("obama.jpg", "a");
-    h.index.go_down(IndexError::Unavailable("redis down".into()));
-    h.run().await;
-    let settlements: Vec<Settlement> = h.source.settlements().into_iter().map(|(_, s)| s).collect();
-    assert_eq!(settlements.len(), 3);
-    assert!(matches!(settlements[0], Settlement::Requeue { .. }));
-    assert!(matches!(settlements[1], Settlement::Requeue { .. }));
-    match &settlements[2] {
-        Settlement::DeadLetter { reason } => {
-            assert!(reason.contains("gave up after 3 attempts") && reason.contains("redis down"), "{reason}")
-        }
-        other => panic!("expected a dead letter, got {other:?}"),
-    }
-    assert_eq!(h.source.acked(), 0, "nothing unprocessed is ever acked");
-}
-
-#[tokio::test]
 async fn poison_messages_are_dead_lettered_with_their_reason_and_the_rest_goes_on() {
     let h = Harness::new();
     let not_an_image = ImageHash::parse("not-an-image").unwrap();

@@ -1,8 +1,10 @@
 //! Hermetic tests: the orchestrator and runner over fakes and recorded encodings.
 //! No servers, no dlib, no models: plain `cargo test`.
 
+mod api;
 mod dedupe;
 mod failures;
+mod hardening;
 mod log_lines;
 mod matching;
 mod replay;

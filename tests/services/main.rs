@@ -11,6 +11,7 @@
 const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 
 mod amqp_source;
+mod api;
 #[cfg(feature = "dlib")]
 mod interop;
 mod redis_index;

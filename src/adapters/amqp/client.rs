@@ -32,7 +32,15 @@ impl ImagePublisher {
     /// # Errors
     /// RabbitMQ is unreachable or refuses a declaration.
     pub async fn connect(settings: AmqpSettings, purpose: &str) -> Result<Self, AmqpError> {
-        let connection = connect(&settings.url, purpose, CONNECT_TIMEOUT).await?;
+        Self::connect_within(settings, purpose, CONNECT_TIMEOUT).await
+    }
+
+    /// [`ImagePublisher::connect`], giving up on the connection after `timeout`.
+    ///
+    /// # Errors
+    /// RabbitMQ is unreachable or refuses a declaration.
+    pub async fn connect_within(settings: AmqpSettings, purpose: &str, timeout: Duration) -> Result<Self, AmqpError> {
+        let connection = connect(&settings.url, purpose, timeout).await?;
         declare_work(&connection, &settings).await.map_err(AmqpError::channel("declaring the queues"))?;
         let channel = connection.create_channel().await.map_err(AmqpError::channel("opening a channel"))?;
         channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(AmqpError::channel("confirm.select"))?;
@@ -58,8 +66,18 @@ impl ImagePublisher {
             .await
     }
 
+    /// Whether the connection and channel are still open.
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+
     /// Closes the connection.
     pub async fn close(self) {
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+
+    /// Closes the connection, for a publisher shared behind an `Arc`.
+    pub async fn shut(&self) {
         let _ = self.connection.close(200, "done".into()).await;
     }
 }

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod logs;
 pub mod publish;
+pub mod queue;
 pub mod source;
 pub mod topology;
 

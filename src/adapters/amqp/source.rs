@@ -9,14 +9,22 @@
 //! dead-letter queue, waits for the broker's confirm, then acks. `Requeue` (classic queue)
 //! re-publishes with the attempt header raised, confirmed, then acks; (quorum) nacks with
 //! requeue and the broker counts. A message the broker redelivers after a worker died is
-//! re-published with its attempt raised before it is processed again, so a message that
-//! kills workers is dead-lettered after `max_attempts` instead of looping forever.
+//! re-published with its attempt (and its count of kills) raised before it is processed
+//! again; past `max_attempts` it is handed over with the raised count, and the
+//! orchestrator dead-letters it unprocessed, so a message that kills workers stops after
+//! `max_attempts` instead of looping forever. `Release` puts a copy back with the attempt
+//! unchanged (classic), or nacks with requeue (quorum).
+//!
+//! A settlement that fails never strands its delivery: it is nacked with requeue, and if
+//! even that fails the channel is closed, so the broker takes back everything unacked on
+//! it (it would not while the channel lives). A dead-letter queue that vanished is
+//! declared again.
 
 use super::publish::publish_confirmed;
-use super::topology::declare_work;
+use super::topology::{declare_work, ensure_queue};
 use super::{ATTEMPT_HEADER, AmqpError, AmqpSettings, QueueType, REASON_HEADER, connect, text_headers};
 use crate::backoff::Backoff;
-use crate::ports::{Delivery, DeliveryId, MessageSource, Settlement, SourceError};
+use crate::ports::{Delivery, DeliveryId, KILLS_HEADER, MessageSource, Settlement, SourceError};
 use async_trait::async_trait;
 use futures::StreamExt as _;
 use lapin::Acker;
@@ -37,6 +45,8 @@ use tokio_util::sync::CancellationToken;
 struct Link {
     channel: Channel,
     generation: u64,
+    /// For declarations on channels of their own (a refused one closes its channel).
+    connection: Arc<Connection>,
 }
 
 struct Incoming {
@@ -140,8 +150,7 @@ impl AmqpSource {
                     continue; // the broker's own count, or already a redelivery: leave it
                 }
                 let attempt = attempt_of(&delivery, self.settings.queue_type);
-                let _ =
-                    self.republish(link, &delivery.acker, &delivery.data, &delivery.properties, attempt, None).await;
+                let _ = self.republish(link, &delivery.acker, &delivery.data, &delivery.properties, attempt, &[]).await;
             }
         }
         self.stop.cancel();
@@ -155,8 +164,9 @@ impl AmqpSource {
         self.link.borrow().clone()
     }
 
-    /// Classic queues: puts a copy back with `attempt` set, confirmed, then acks the
-    /// original. Nothing is lost if this fails half-way: the original is still unacked.
+    /// Classic queues: puts a copy back with `attempt` set (and `extra` headers),
+    /// confirmed, then acks the original. Nothing is lost if this fails half-way: the
+    /// original is still unacked (the caller gives it back).
     async fn republish(
         &self,
         link: &Link,
@@ -164,19 +174,32 @@ impl AmqpSource {
         body: &[u8],
         properties: &BasicProperties,
         attempt: u32,
-        note: Option<(&str, &str)>,
+        extra: &[(&str, AMQPValue)],
     ) -> Result<(), SourceError> {
         let mut headers = properties.headers().clone().unwrap_or_default();
         headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
-        if let Some((key, value)) = note {
-            headers.insert(key.into(), AMQPValue::LongString(truncate(value, 1000).into()));
+        for (key, value) in extra {
+            headers.insert((*key).into(), value.clone());
         }
         let props = properties.clone().with_headers(headers);
         publish_confirmed(&link.channel, "", &self.settings.queue, body, props, true)
             .await
             .map_err(|e| SourceError::Unavailable(e.to_string()))?;
-        acker.ack(BasicAckOptions::default()).await.map_err(|e| SourceError::Unavailable(e.to_string()))?;
-        Ok(())
+        ack(acker).await
+    }
+
+    /// After a failed settlement: hands the delivery back to the broker now. A nack with
+    /// requeue if the channel still takes one; otherwise the channel is closed, which
+    /// returns every delivery unacked on it (and makes the connection task reconnect).
+    async fn give_back(&self, link: &Link, acker: &Acker) {
+        let options = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
+        match acker.nack(options).await {
+            Ok(true) => tracing::warn!("settling failed; the delivery was nacked back to its queue"),
+            _ => {
+                tracing::warn!("settling failed and the delivery cannot be nacked; closing the channel");
+                let _ = link.channel.close(406, "a delivery could not be settled".into()).await;
+            }
+        }
     }
 
     async fn dead_letter(&self, link: &Link, p: &Pending, reason: &str) -> Result<(), SourceError> {
@@ -188,13 +211,42 @@ impl AmqpSource {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         headers.insert("x-facerec-dead-lettered-at".into(), AMQPValue::Timestamp(now));
         let props = p.properties.clone().with_headers(headers);
-        publish_confirmed(&link.channel, "", &self.settings.dead_letter_queue, &p.body, props, true)
-            .await
-            .map_err(|e| SourceError::Unavailable(e.to_string()))?;
-        p.acker.ack(BasicAckOptions::default()).await.map_err(|e| SourceError::Unavailable(e.to_string()))?;
+        let dlq = &self.settings.dead_letter_queue;
+        match publish_confirmed(&link.channel, "", dlq, &p.body, props.clone(), true).await {
+            Ok(()) => {}
+            Err(AmqpError::Unroutable { .. }) => {
+                // Someone deleted the dead-letter queue: declare it again and retry once.
+                tracing::warn!(queue = %dlq, "the dead-letter queue is gone; declaring it again");
+                ensure_queue(&link.connection, dlq, FieldTable::default())
+                    .await
+                    .map_err(|e| SourceError::Unavailable(format!("declaring the dead-letter queue: {e}")))?;
+                publish_confirmed(&link.channel, "", dlq, &p.body, props, true)
+                    .await
+                    .map_err(|e| SourceError::Unavailable(e.to_string()))?;
+            }
+            Err(e) => return Err(SourceError::Unavailable(e.to_string())),
+        }
+        ack(&p.acker).await?;
         self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Acks; an acker that is poisoned (its channel closed) or used is an error, not success.
+async fn ack(acker: &Acker) -> Result<(), SourceError> {
+    match acker.ack(BasicAckOptions::default()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(SourceError::Unavailable("the delivery's channel is closed; it was not acked".into())),
+        Err(e) => Err(SourceError::Unavailable(e.to_string())),
+    }
+}
+
+fn text(value: &str, max: usize) -> AMQPValue {
+    AMQPValue::LongString(truncate(value, max).into())
+}
+
+fn kills_of(delivery: &lapin::message::Delivery) -> u32 {
+    text_headers(delivery.properties.headers().as_ref()).get(KILLS_HEADER).and_then(|k| k.parse().ok()).unwrap_or(0)
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -217,6 +269,26 @@ fn attempt_of(delivery: &lapin::message::Delivery, queue_type: QueueType) -> u32
     }
 }
 
+impl AmqpSource {
+    /// Back to the queue with `attempt` (classic); quorum queues count by themselves.
+    async fn put_back(&self, link: &Link, p: &Pending, attempt: u32, reason: &str) -> Result<(), SourceError> {
+        match self.settings.queue_type {
+            QueueType::Classic => {
+                let extra = [("x-facerec-last-error", text(reason, 1000))];
+                self.republish(link, &p.acker, &p.body, &p.properties, attempt, &extra).await
+            }
+            QueueType::Quorum => {
+                let options = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
+                match p.acker.nack(options).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(SourceError::Unavailable("the delivery's channel is closed".into())),
+                    Err(e) => Err(SourceError::Unavailable(e.to_string())),
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl MessageSource for AmqpSource {
     async fn next(&self) -> Result<Option<Delivery>, SourceError> {
@@ -229,23 +301,35 @@ impl MessageSource for AmqpSource {
                 continue; // its connection is gone; the broker has put it back already
             };
             let mut attempt = attempt_of(&delivery, self.settings.queue_type);
+            let mut kills = None;
             if delivery.redelivered && self.settings.queue_type == QueueType::Classic {
                 // A worker took it and never settled it: count that as an attempt.
                 attempt += 1;
+                let killed = kills_of(&delivery) + 1;
                 if attempt <= self.max_attempts {
                     self.stats.redeliveries.fetch_add(1, Ordering::Relaxed);
-                    let note = Some(("x-facerec-note", "redelivered: a worker stopped while processing it"));
+                    let extra = [
+                        ("x-facerec-note", text("redelivered: a worker stopped while processing it", 1000)),
+                        (KILLS_HEADER, AMQPValue::LongUInt(killed)),
+                    ];
                     if let Err(e) = self
-                        .republish(&link, &delivery.acker, &delivery.data, &delivery.properties, attempt, note)
+                        .republish(&link, &delivery.acker, &delivery.data, &delivery.properties, attempt, &extra)
                         .await
                     {
-                        tracing::warn!(error = %e, "could not re-publish a redelivered message; it stays in the queue");
+                        tracing::warn!(error = %e, "could not re-publish a redelivered message; giving it back");
+                        self.give_back(&link, &delivery.acker).await;
                     }
                     continue;
                 }
+                // Past the limit: handed over with the raised counts, so the orchestrator
+                // dead-letters it without processing it again.
+                kills = Some(killed);
             }
             let id = DeliveryId(self.next_id.fetch_add(1, Ordering::Relaxed));
-            let headers = text_headers(delivery.properties.headers().as_ref());
+            let mut headers = text_headers(delivery.properties.headers().as_ref());
+            if let Some(killed) = kills {
+                headers.insert(KILLS_HEADER.to_owned(), killed.to_string());
+            }
             let body = delivery.data;
             self.pending.lock().expect("lock").insert(
                 id,
@@ -272,35 +356,19 @@ impl MessageSource for AmqpSource {
             .current()
             .filter(|l| l.generation == pending.generation)
             .ok_or_else(|| SourceError::Unavailable("the connection dropped; the broker will redeliver".into()))?;
-        let ack_error = |e: lapin::Error| SourceError::Unavailable(e.to_string());
-        match settlement {
-            Settlement::Ack => {
-                pending.acker.ack(BasicAckOptions::default()).await.map_err(ack_error)?;
-            }
+        let result = match settlement {
+            Settlement::Ack => ack(&pending.acker).await,
             Settlement::DeadLetter { reason } => {
                 tracing::warn!(%reason, "dead-lettering a message");
-                self.dead_letter(&link, &pending, &reason).await?;
+                self.dead_letter(&link, &pending, &reason).await
             }
-            Settlement::Requeue { reason } => match self.settings.queue_type {
-                QueueType::Classic => {
-                    let note = Some(("x-facerec-last-error", reason.as_str()));
-                    self.republish(
-                        &link,
-                        &pending.acker,
-                        &pending.body,
-                        &pending.properties,
-                        pending.attempt + 1,
-                        note,
-                    )
-                    .await?;
-                }
-                QueueType::Quorum => {
-                    let options = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };
-                    pending.acker.nack(options).await.map_err(ack_error)?;
-                }
-            },
+            Settlement::Requeue { reason } => self.put_back(&link, &pending, pending.attempt + 1, &reason).await,
+            Settlement::Release { reason } => self.put_back(&link, &pending, pending.attempt, &reason).await,
+        };
+        if result.is_err() {
+            self.give_back(&link, &pending.acker).await;
         }
-        Ok(())
+        result
     }
 }
 
@@ -344,9 +412,10 @@ async fn maintain(
         };
         backoff.reset();
         generation += 1;
+        let connection = Arc::new(connection);
         stats.connects.fetch_add(1, Ordering::Relaxed);
         tracing::info!(queue = %settings.queue, prefetch = settings.prefetch, "consuming from RabbitMQ");
-        let _ = link_tx.send(Some(Link { channel: channel.clone(), generation }));
+        let _ = link_tx.send(Some(Link { channel: channel.clone(), generation, connection: connection.clone() }));
         let lost = loop {
             tokio::select! {
                 () = stop.cancelled() => break false,

@@ -1,4 +1,10 @@
 //! The encoder thread pool: N OS threads, each with its own models, fed by a channel.
+//!
+//! A job whose caller gave up while it ran (the orchestrator's deadline,
+//! `FACEREC_MAX_ENCODE_SECONDS`) leaves its thread stuck: a replacement thread is started
+//! at once, and the stuck one exits when its job ends, so the pool never stays short. A
+//! panic inside one job is caught, answered as that image's failure, and the thread
+//! reloads its models and goes on.
 
 use super::shim::{CnnDetector, HogDetector, Scan};
 use super::{Detector, EncoderSettings, Landmarks, models};
@@ -10,7 +16,9 @@ use async_trait::async_trait;
 use dlib_face_recognition::{
     FaceEncoderNetwork, FaceEncoderTrait, ImageMatrix, LandmarkPredictor, LandmarkPredictorTrait,
 };
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -22,6 +30,73 @@ struct Job {
     span: tracing::Span,
     /// Its share of the memory budget, MiB.
     share_mib: u32,
+    /// Held until the thread is done with the image, even if the caller gave up.
+    _memory: tokio::sync::OwnedSemaphorePermit,
+    state: Arc<JobState>,
+}
+
+/// Where a job is, as seen by its caller and its thread.
+#[derive(Default)]
+struct JobState {
+    started: AtomicBool,
+    done: AtomicBool,
+    /// The caller gave up while it ran and a replacement thread was started: the thread
+    /// running it exits once it is done.
+    abandoned: AtomicBool,
+}
+
+/// What starting one more encoder thread takes.
+#[derive(Clone)]
+struct Kit {
+    rx: crossbeam_channel::Receiver<Job>,
+    settings: EncoderSettings,
+    landmarks: Arc<LandmarkPredictor>,
+    resnet: std::path::PathBuf,
+    cnn_path: Option<std::path::PathBuf>,
+    scan: Scan,
+}
+
+/// The threads, and how many are stuck on abandoned jobs.
+struct Crew {
+    kit: Kit,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stuck: AtomicUsize,
+    started: AtomicUsize,
+    size: usize,
+}
+
+impl Crew {
+    /// Called by a caller giving up on a running job: one more thread takes its place,
+    /// unless as many are stuck already as the pool has (then readiness says so).
+    fn replace(self: &Arc<Self>, state: &JobState) {
+        if state.done.load(Ordering::SeqCst) || self.stuck.load(Ordering::SeqCst) >= self.size {
+            return;
+        }
+        state.abandoned.store(true, Ordering::SeqCst);
+        self.stuck.fetch_add(1, Ordering::SeqCst);
+        let n = self.started.fetch_add(1, Ordering::SeqCst);
+        tracing::warn!(thread = n, "an encoder thread is stuck past the deadline; starting a replacement");
+        match spawn_thread(self.clone(), n, None) {
+            Ok(handle) => self.threads.lock().expect("lock").push(handle),
+            Err(e) => tracing::error!(error = %e, "cannot start a replacement encoder thread"),
+        }
+    }
+}
+
+/// Disarmed once the answer arrives; dropped before that (the caller gave up), it
+/// replaces the thread if the job had started.
+struct GiveUp {
+    crew: Arc<Crew>,
+    state: Arc<JobState>,
+    armed: bool,
+}
+
+impl Drop for GiveUp {
+    fn drop(&mut self) {
+        if self.armed && self.state.started.load(Ordering::SeqCst) {
+            self.crew.replace(&self.state);
+        }
+    }
 }
 
 /// After an image this large (MiB), free heap pages are handed back before the next
@@ -57,7 +132,7 @@ pub struct DlibEncoder {
     memory: Arc<tokio::sync::Semaphore>,
     memory_budget_mib: u32,
     bytes_per_pixel: u64,
-    threads: Vec<JoinHandle<()>>,
+    crew: Arc<Crew>,
     fingerprint: String,
 }
 
@@ -103,51 +178,20 @@ impl DlibEncoder {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(settings.threads.max(1) * 2);
         let scan = if settings.detector == Detector::HogDlib { Scan::Dlib } else { Scan::Fast };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        let threads = (0..settings.threads.max(1))
-            .map(|i| {
-                let (rx, settings, ready) = (rx.clone(), settings.clone(), ready_tx.clone());
-                let (landmarks, resnet, cnn_path) = (landmarks.clone(), resnet.clone(), cnn_path.clone());
-                std::thread::Builder::new()
-                    .name(format!("dlib-{i}"))
-                    .spawn(move || {
-                        let loaded = load(&resnet, cnn_path.as_deref(), scan).map(|(detector, net)| Models {
-                            detector,
-                            landmarks,
-                            net,
-                        });
-                        let mut models = match loaded {
-                            Ok(m) => {
-                                let _ = ready.send(Ok(()));
-                                m
-                            }
-                            Err(e) => {
-                                let _ = ready.send(Err(e));
-                                return;
-                            }
-                        };
-                        drop(ready);
-                        for job in rx {
-                            let _entered = job.span.enter();
-                            // The receiver may have given up (a shutdown); nothing to do then.
-                            let result = encode_one(&mut models, &settings, &job.image);
-                            drop(job.image);
-                            if job.share_mib >= TRIM_AFTER_MIB {
-                                // dlib's own HOG scan keeps the last image's feature pyramid,
-                                // the CNN its tensors: a fresh detector holds none. (Our HOG
-                                // scan frees everything when it returns.)
-                                if models.detector.keeps_buffers()
-                                    && let Ok(fresh) = load_detector(cnn_path.as_deref(), scan)
-                                {
-                                    models.detector = fresh;
-                                }
-                                crate::memory::release_free_memory();
-                            }
-                            let _ = job.reply.send(result);
-                        }
-                    })
-                    .map_err(|e| format!("cannot start encoder thread: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let kit = Kit { rx, settings: settings.clone(), landmarks, resnet, cnn_path, scan };
+        let size = settings.threads.max(1);
+        let crew = Arc::new(Crew {
+            kit,
+            threads: Mutex::default(),
+            stuck: AtomicUsize::new(0),
+            started: AtomicUsize::new(size),
+            size,
+        });
+        for i in 0..size {
+            let handle = spawn_thread(crew.clone(), i, Some(ready_tx.clone()))
+                .map_err(|e| format!("cannot start encoder thread: {e}"))?;
+            crew.threads.lock().expect("lock").push(handle);
+        }
         drop(ready_tx);
         let memory_budget_mib = settings.memory_budget_mib.max(1);
         let encoder = Self {
@@ -155,7 +199,7 @@ impl DlibEncoder {
             memory: Arc::new(tokio::sync::Semaphore::new(memory_budget_mib as usize)),
             memory_budget_mib,
             bytes_per_pixel: super::bytes_per_pixel(settings.upsample),
-            threads,
+            crew,
             fingerprint,
         };
         for result in ready_rx {
@@ -164,6 +208,81 @@ impl DlibEncoder {
         crate::memory::release_free_memory();
         Ok(encoder)
     }
+}
+
+/// One encoder thread: loads its models, then takes jobs until the channel closes or the
+/// job it ran was abandoned (a replacement has taken its place).
+fn spawn_thread(
+    crew: Arc<Crew>,
+    i: usize,
+    ready: Option<std::sync::mpsc::Sender<Result<(), String>>>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(format!("dlib-{i}")).spawn(move || {
+        let Kit { rx, settings, landmarks, resnet, cnn_path, scan } = crew.kit.clone();
+        let loaded =
+            load(&resnet, cnn_path.as_deref(), scan).map(|(detector, net)| Models { detector, landmarks, net });
+        let mut models = match loaded {
+            Ok(m) => {
+                if let Some(ready) = &ready {
+                    let _ = ready.send(Ok(()));
+                }
+                m
+            }
+            Err(e) => {
+                match ready {
+                    Some(ready) => drop(ready.send(Err(e))),
+                    None => tracing::error!(error = %e, "a replacement encoder thread cannot load its models"),
+                }
+                return;
+            }
+        };
+        drop(ready);
+        for job in rx.iter() {
+            if job.reply.is_closed() {
+                continue; // its caller gave up before it started
+            }
+            let _entered = job.span.enter();
+            job.state.started.store(true, Ordering::SeqCst);
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| encode_one(&mut models, &settings, &job.image)))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    tracing::error!(panic = %what, "an encoder thread panicked; reloading its models");
+                    // The models may be half-way through a call: start from fresh ones.
+                    match load(&resnet, cnn_path.as_deref(), scan) {
+                        Ok((detector, net)) => {
+                            models.detector = detector;
+                            models.net = net;
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot reload the encoder models"),
+                    }
+                    Err(EncodeError::Failed(format!("the encoder panicked on this image: {what}")))
+                });
+            job.state.done.store(true, Ordering::SeqCst);
+            drop(job.image);
+            if job.share_mib >= TRIM_AFTER_MIB {
+                // dlib's own HOG scan keeps the last image's feature pyramid,
+                // the CNN its tensors: a fresh detector holds none. (Our HOG
+                // scan frees everything when it returns.)
+                if models.detector.keeps_buffers()
+                    && let Ok(fresh) = load_detector(cnn_path.as_deref(), scan)
+                {
+                    models.detector = fresh;
+                }
+                crate::memory::release_free_memory();
+            }
+            // The receiver may have given up (a deadline, a shutdown); nothing to do then.
+            let _ = job.reply.send(result);
+            if job.state.abandoned.load(Ordering::SeqCst) {
+                crew.stuck.fetch_sub(1, Ordering::SeqCst);
+                tracing::info!("a stuck encoder thread finished its job and exits (it was replaced)");
+                return;
+            }
+        }
+    })
 }
 
 impl DlibEncoder {
@@ -201,8 +320,16 @@ fn load_detector(cnn: Option<&std::path::Path>, scan: Scan) -> Result<DetectorMo
 impl Drop for DlibEncoder {
     fn drop(&mut self) {
         drop(self.jobs.take());
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        let threads: Vec<_> = self.crew.threads.lock().expect("lock").drain(..).collect();
+        // A thread stuck on an image may never finish: wait a little, then leave it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for t in threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -213,25 +340,42 @@ impl FaceEncoder for DlibEncoder {
         // Held until the answer arrives: big images wait for memory instead of all
         // being decoded at once.
         let share_mib = self.memory_share_mib(image);
-        let _memory = self
+        let memory = self
             .memory
             .clone()
             .acquire_many_owned(share_mib)
             .await
             .map_err(|_| EncodeError::Unavailable("encoder stopped".into()))?;
         let (reply, answer) = oneshot::channel();
-        let job = Job { image: image.to_vec(), reply, span: tracing::Span::current(), share_mib };
+        let state = Arc::new(JobState::default());
+        let job = Job {
+            image: image.to_vec(),
+            reply,
+            span: tracing::Span::current(),
+            share_mib,
+            _memory: memory,
+            state: state.clone(),
+        };
+        let mut give_up = GiveUp { crew: self.crew.clone(), state, armed: true };
         let jobs = self.jobs.clone().ok_or_else(|| EncodeError::Unavailable("encoder stopped".into()))?;
         // The channel is bounded: wait for room off the executor.
         tokio::task::spawn_blocking(move || jobs.send(job))
             .await
             .map_err(|e| EncodeError::Unavailable(e.to_string()))?
             .map_err(|_| EncodeError::Unavailable("encoder threads have stopped".into()))?;
-        answer.await.map_err(|_| EncodeError::Unavailable("encoder thread died".into()))?
+        let answer = answer.await;
+        give_up.armed = false;
+        answer.map_err(|_| EncodeError::Unavailable("encoder thread died".into()))?
     }
 
     fn fingerprint(&self) -> String {
         self.fingerprint.clone()
+    }
+
+    fn stalled(&self) -> Option<String> {
+        let stuck = self.crew.stuck.load(Ordering::SeqCst);
+        (stuck >= self.crew.size)
+            .then(|| format!("{stuck} encoder threads are stuck on images past their deadline; no replacement is left"))
     }
 }
 

@@ -433,6 +433,15 @@ impl FaceIndex for RedisIndex {
         let reply = self.run(&self.scripts.hash_of, vec![self.prefix(), name.into()]).await?;
         Ok(text(&reply).and_then(|h| ImageHash::parse(&h).ok()))
     }
+
+    async fn ping(&self) -> Result<(), IndexError> {
+        if !self.client.is_connected() {
+            return Err(IndexError::Unavailable("not connected to Redis".into()));
+        }
+        // Bounded by the client's command timeout: a frozen server fails the probe too.
+        self.client.custom::<Value, Value>(fred::cmd!("PING"), Vec::new()).await.map_err(unavailable)?;
+        Ok(())
+    }
 }
 
 /// Inserts `hash, {encodings}` pairs; returns how many values were not encodings.

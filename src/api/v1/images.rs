@@ -1,0 +1,219 @@
+//! Images in `/api/v1`: submissions (raw body, URL), an image's record, its matches.
+
+use crate::api::Api;
+use crate::api::course::{hash_param, index_problem};
+use crate::api::problem::Problem;
+use crate::hash::ImageHash;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+/// Where an image is in the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageStatus {
+    /// Submitted through this server, not stored yet.
+    Queued,
+    /// Stored: faces and matches are known.
+    Done,
+    /// Dead-lettered by the workers (not reported yet by this server).
+    Failed,
+    /// Never seen.
+    Unknown,
+}
+
+/// The answer to a submission.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Submitted {
+    /// Lowercase hex SHA-256 of the image.
+    pub hash: String,
+    /// The name it was submitted with.
+    pub name: String,
+    /// `queued`, or `done` for a URL that was already known.
+    pub status: ImageStatus,
+}
+
+/// A URL to fetch and submit.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UrlSubmission {
+    /// An http or https URL of an image on a public address.
+    pub url: String,
+    /// The name to record (default: the URL).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Everything known about an image.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImageView {
+    /// Its hash.
+    pub hash: String,
+    /// Where it is in the pipeline.
+    pub status: ImageStatus,
+    /// Every name it arrived with, sorted.
+    pub names: Vec<String>,
+    /// Faces found in it.
+    pub faces: usize,
+    /// Images sharing a face with it.
+    pub matches: usize,
+    /// The encoder settings it was scanned with, when recorded.
+    pub fingerprint: Option<String>,
+}
+
+/// Another image sharing a face.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MatchView {
+    /// Its hash.
+    pub hash: String,
+    /// Smallest distance between a face of each image.
+    pub distance: f64,
+    /// Its names, sorted.
+    pub names: Vec<String>,
+}
+
+/// `?name=` of a raw submission.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct NameQuery {
+    /// The image's name (a file name), required.
+    pub name: Option<String>,
+}
+
+/// `?tolerance=` of the matches.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ToleranceQuery {
+    /// Only matches at most this far apart (stricter than the workers' tolerance), 0 to 1.
+    pub tolerance: Option<f64>,
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    q.map(|Query(t)| t).map_err(|e| Problem::bad_request(format!("bad query: {}", e.body_text())))
+}
+
+/// Submit an image: the body is the image file.
+#[utoipa::path(post, path = "/api/v1/images", tag = "images", params(NameQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The image file"),
+    responses(
+        (status = 202, description = "Queued: the broker confirmed it", body = Submitted),
+        (status = 400, description = "Missing or bad name, empty body", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the image limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not an image", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Broker unavailable: retry later", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn submit_image(
+    State(api): State<Arc<Api>>,
+    q: Result<Query<NameQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Submitted>), Problem> {
+    let name = query(q)?.name.ok_or_else(|| Problem::bad_request("`?name=` is required"))?;
+    api.check_name("name", &name)?;
+    let image = api.read_body(&headers, body).await?;
+    let hash = api.queue_image("v1/images", &name, &image).await?;
+    Ok((StatusCode::ACCEPTED, Json(Submitted { hash: hash.to_string(), name, status: ImageStatus::Queued })))
+}
+
+/// Submit an image by URL: the server fetches it (public addresses only).
+#[utoipa::path(post, path = "/api/v1/urls", tag = "images", request_body = UrlSubmission,
+    responses(
+        (status = 202, description = "Fetched and queued", body = Submitted),
+        (status = 200, description = "The URL is known already: not fetched again", body = Submitted),
+        (status = 400, description = "Bad JSON or URL, or a refused address", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The image is over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The URL's content is not an image", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The URL could not be fetched", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Broker or index unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn submit_url(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Submitted>), Problem> {
+    let body = api.read_body(&headers, body).await?;
+    let request: UrlSubmission = crate::api::submit::json_object(&body, r#"{"url": ..., "name": ...}"#)?;
+    let name = request.name.clone().unwrap_or_else(|| request.url.clone());
+    let (hash, known) = api.submit_url("v1/urls", &request.url, &name).await?;
+    let (status, state) =
+        if known { (StatusCode::OK, ImageStatus::Done) } else { (StatusCode::ACCEPTED, ImageStatus::Queued) };
+    Ok((status, Json(Submitted { hash: hash.to_string(), name, status: state })))
+}
+
+/// An image's record.
+#[utoipa::path(get, path = "/api/v1/images/{hash}", tag = "images",
+    params(("hash" = String, Path, description = "The image's hash")),
+    responses(
+        (status = 200, description = "The record (status `unknown` when never seen)", body = ImageView),
+        (status = 400, description = "Bad hash", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Index unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn image(
+    State(api): State<Arc<Api>>,
+    hash: Result<Path<String>, PathRejection>,
+) -> Result<Json<ImageView>, Problem> {
+    let hash = hash_param(hash)?;
+    let record = api.ports.index.image(&hash).await.map_err(|e| index_problem(&api, &e))?;
+    let view = match record {
+        Some(r) if !r.names.is_empty() => ImageView {
+            hash: hash.to_string(),
+            status: ImageStatus::Done,
+            names: r.names.into_iter().collect(),
+            faces: r.faces.len(),
+            matches: r.matches.len(),
+            fingerprint: r.fingerprint,
+        },
+        _ => ImageView {
+            hash: hash.to_string(),
+            status: status_of_missing(&api, &hash),
+            names: Vec::new(),
+            faces: 0,
+            matches: 0,
+            fingerprint: None,
+        },
+    };
+    Ok(Json(view))
+}
+
+fn status_of_missing(api: &Api, hash: &ImageHash) -> ImageStatus {
+    if api.queued.contains(hash) { ImageStatus::Queued } else { ImageStatus::Unknown }
+}
+
+/// The images sharing a face with this one, nearest first.
+#[utoipa::path(get, path = "/api/v1/images/{hash}/matches", tag = "images",
+    params(("hash" = String, Path, description = "The image's hash"), ToleranceQuery),
+    responses(
+        (status = 200, description = "Matches, nearest first ([] for an unknown image)", body = Vec<MatchView>),
+        (status = 400, description = "Bad hash or tolerance", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Index unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn matches(
+    State(api): State<Arc<Api>>,
+    hash: Result<Path<String>, PathRejection>,
+    q: Result<Query<ToleranceQuery>, QueryRejection>,
+) -> Result<Json<Vec<MatchView>>, Problem> {
+    let hash = hash_param(hash)?;
+    let tolerance = query(q)?.tolerance;
+    if let Some(t) = tolerance
+        && !(0.0..=1.0).contains(&t)
+    {
+        return Err(Problem::bad_request(format!("tolerance must be between 0 and 1, got {t}")));
+    }
+    let index = &api.ports.index;
+    let Some(record) = index.image(&hash).await.map_err(|e| index_problem(&api, &e))? else {
+        return Ok(Json(Vec::new()));
+    };
+    let mut out = Vec::new();
+    for m in record.matches.iter().filter(|m| tolerance.is_none_or(|t| m.distance <= t)) {
+        let names = index.image(&m.hash).await.map_err(|e| index_problem(&api, &e))?.map(|r| r.names);
+        out.push(MatchView {
+            hash: m.hash.to_string(),
+            distance: m.distance,
+            names: names.into_iter().flatten().collect(),
+        });
+    }
+    out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.hash.cmp(&b.hash)));
+    Ok(Json(out))
+}

@@ -1,0 +1,146 @@
+//! The REST front-end, assembled: Redis index (reads), the work exchange with confirms
+//! (submissions), the `logs` exchange, the SSRF-safe fetcher, and the listener. It serves
+//! at once; Redis is connected in the background (until then reads get 503 and `/readyz`
+//! says why), RabbitMQ is reconnected by [`AmqpQueue`] itself.
+
+use super::AppError;
+use crate::adapters::amqp::AmqpSettings;
+use crate::adapters::amqp::logs::AmqpLogs;
+use crate::adapters::amqp::queue::AmqpQueue;
+use crate::adapters::redis_index::{RedisIndex, RedisSettings};
+use crate::api::fetch::{FetchPolicy, SafeFetcher};
+use crate::api::ports::Readiness;
+use crate::api::server::ServerLimits;
+use crate::api::{Api, ApiPorts, ApiSettings};
+use crate::backoff::Backoff;
+use crate::hash::ImageHash;
+use crate::ports::{FaceIndex, ImageMatch, ImageRecord, IndexError, NewImage};
+use async_trait::async_trait;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Everything `facerec api` needs, already checked.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// RabbitMQ (work exchange and logs).
+    pub amqp: AmqpSettings,
+    /// Redis.
+    pub redis: RedisSettings,
+    /// Where to listen (`FACEREC_API_ADDR`).
+    pub addr: SocketAddr,
+    /// Limits, token, host name.
+    pub api: ApiSettings,
+    /// What URLs may be fetched.
+    pub fetch: FetchPolicy,
+    /// Connection cap and header timeout.
+    pub server: ServerLimits,
+}
+
+/// The Redis index once it is connected.
+#[derive(Default)]
+struct LateIndex(OnceLock<Arc<RedisIndex>>);
+
+impl LateIndex {
+    fn get(&self) -> Result<&Arc<RedisIndex>, IndexError> {
+        self.0.get().ok_or_else(|| IndexError::Unavailable("still connecting to Redis".into()))
+    }
+}
+
+#[async_trait]
+impl FaceIndex for LateIndex {
+    async fn is_known(&self, hash: &ImageHash) -> Result<bool, IndexError> {
+        self.get()?.is_known(hash).await
+    }
+    async fn add_name(&self, hash: &ImageHash, name: &str) -> Result<(), IndexError> {
+        self.get()?.add_name(hash, name).await
+    }
+    async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
+        self.get()?.add_image(image, tolerance).await
+    }
+    async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError> {
+        self.get()?.image(hash).await
+    }
+    async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
+        self.get()?.hash_of(name).await
+    }
+}
+
+struct Parts {
+    index: Arc<LateIndex>,
+    queue: Arc<AmqpQueue>,
+}
+
+impl Readiness for Parts {
+    fn not_ready(&self) -> Option<String> {
+        match self.index.0.get() {
+            None => return Some("connecting to Redis".into()),
+            Some(index) if !index.is_connected() => return Some("Redis connection lost".into()),
+            Some(_) => {}
+        }
+        (!self.queue.is_connected()).then(|| "not connected to RabbitMQ".into())
+    }
+}
+
+/// Serves until `shutdown`, then closes the connections.
+///
+/// # Errors
+/// The address cannot be bound, or Redis refuses the settings.
+pub async fn run(config: ApiConfig, shutdown: CancellationToken) -> Result<(), AppError> {
+    let listener = crate::api::server::bind(config.addr)
+        .await
+        .map_err(|source| AppError::Io { what: format!("FACEREC_API_ADDR {}", config.addr), source })?;
+    let bound = listener.local_addr().map_err(|source| AppError::Io { what: "local address".into(), source })?;
+    let index = Arc::new(LateIndex::default());
+    let queue = Arc::new(AmqpQueue::start(config.amqp.clone()));
+    let logs = Arc::new(AmqpLogs::start(config.amqp.clone()));
+    let parts = Arc::new(Parts { index: index.clone(), queue: queue.clone() });
+    let api = Api::new(
+        ApiPorts {
+            index: index.clone(),
+            queue: queue.clone(),
+            fetcher: Arc::new(SafeFetcher::new(config.fetch.clone())),
+            logs: logs.clone(),
+            readiness: parts,
+        },
+        config.api.clone(),
+    );
+    let connecting = tokio::spawn(connect_redis(config.redis.clone(), index.clone(), shutdown.clone()));
+    tracing::info!(address = %bound, allow_private_urls = config.fetch.allow_private, "REST front-end listening");
+    crate::api::server::serve(listener, crate::api::router(api), config.server, shutdown).await;
+    tracing::info!("stopping: closing connections");
+    connecting.abort();
+    let connected = connecting.await.ok().flatten().transpose();
+    queue.close().await;
+    logs.close(Duration::from_secs(5)).await;
+    if let Some(index) = index.0.get() {
+        index.close().await;
+    }
+    connected.map(|_| ())
+}
+
+/// Connects to Redis with [`Backoff`] until it answers, a refusal, or `shutdown`.
+async fn connect_redis(
+    settings: RedisSettings,
+    index: Arc<LateIndex>,
+    shutdown: CancellationToken,
+) -> Option<Result<(), AppError>> {
+    let mut backoff = Backoff::default();
+    loop {
+        match RedisIndex::connect(settings.clone()).await {
+            Ok(redis) => {
+                let _ = index.0.set(Arc::new(redis));
+                return Some(Ok(()));
+            }
+            Err(e) if e.is_transient() => tracing::warn!(error = %e, "Redis not available yet; retrying"),
+            Err(e) => {
+                tracing::error!(error = %e, "Redis refused the settings");
+                return Some(Err(e.into()));
+            }
+        }
+        if !backoff.wait(&shutdown).await {
+            return None;
+        }
+    }
+}
