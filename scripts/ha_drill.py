@@ -322,7 +322,8 @@ class SentinelSet:
                 f.write(f"port {port}\nbind 127.0.0.1\nsentinel monitor {MASTER} 127.0.0.1 {self.ports[0]} 2\n"
                         f"sentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 5000\n")
             self.procs[port] = subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=subprocess.DEVNULL)
-        wait_for("replica in sync", lambda: b"master_link_status:up" in self.info(self.ports[1]), timeout=30, every=0.2)
+        wait_for("replica in sync", lambda: self.info(self.ports[1]).get("master_link_status") == "up", timeout=30,
+                 every=0.2)
         wait_for("sentinels know the replica", lambda: all(
             redis.Redis(port=p).execute_command("SENTINEL", "REPLICAS", MASTER) for p in self.sentinel_ports),
             timeout=30, every=0.2)
@@ -345,9 +346,9 @@ class SentinelSet:
 
     def info(self, port):
         try:
-            return redis.Redis(port=port).execute_command("INFO", "replication")
+            return redis.Redis(port=port).info("replication")
         except redis.exceptions.RedisError:
-            return b""
+            return {}
 
     def primary(self):
         for p in self.sentinel_ports:

@@ -161,3 +161,24 @@ async fn the_cache_is_rebuilt_when_the_change_log_lost_its_position() {
     index.close().await;
     cleanup(&names).await;
 }
+
+#[tokio::test]
+async fn a_dead_first_broker_is_skipped_for_the_next_one() {
+    use facerec::adapters::amqp::client::ImagePublisher;
+    use facerec::config::ServiceUrl;
+    use facerec_fakes::testkit::servers::amqp_url;
+    let names = Names::new("ha-brokers");
+    // A loopback port nothing listens on: connection refused, as from a stopped node.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = ServiceUrl::parse("RABBITMQ_URLS", &format!("amqp://guest:guest@127.0.0.1:{dead_port}/%2f"), &["amqp"]);
+    let live = ServiceUrl::parse("RABBITMQ_URLS", &amqp_url(), &["amqp"]).unwrap();
+    let mut settings = names.amqp_settings();
+    settings.url = dead.unwrap();
+    settings.brokers = vec![settings.url.clone(), live];
+    let publisher = ImagePublisher::connect(settings.clone(), "ha-brokers test").await.unwrap();
+    let hash = facerec::hash::ImageHash::parse("hadead01").unwrap();
+    publisher.publish_image(&hash, "a.jpg", b"stand-in", false).await.unwrap();
+    assert_eq!(queue_len(&names.queue).await, 1, "published through the live broker");
+    assert_eq!(settings.current_broker.load(std::sync::atomic::Ordering::Relaxed), 1, "the live one is remembered");
+    cleanup(&names).await;
+}
