@@ -406,8 +406,12 @@ def redis_drill(base, n_images, seed):
         sentinels.kill9(old)
         faults.append(("primary killed", t))
         wait_for("a new primary", lambda: sentinels.primary() not in (None, old), timeout=60, every=0.1)
-        log(f"promoted: {sentinels.primary()}; the old primary comes back as its replica")
-        sentinels.start_data(old)
+        new = sentinels.primary()
+        log(f"promoted: {new}; the old primary comes back as its replica")
+        # As an operator's start script does (k8s/overlays/ha/redis-sentinel.yaml): ask for
+        # the primary first. Started as a primary it would serve its stale data until
+        # Sentinel demotes it, and could win back the role.
+        sentinels.start_data(old, replica_of=new)
         wait_for("the whole batch stored", lambda: progress.last >= n_images, timeout=300)
         elapsed = time.time() - started
         wait_for("the queue drained", lambda: sum(harness.queue_counts(name)) == 0, timeout=120)

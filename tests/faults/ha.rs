@@ -101,7 +101,7 @@ async fn a_primary_killed_mid_batch_is_followed_and_no_acked_image_is_lost() {
     let fault = Instant::now();
     let new = set.wait_failover(killed, Duration::from_secs(30)).await;
     // WAIT 1 needs a replica: the old primary comes back as the new one's replica.
-    set.restart(killed);
+    set.restart_as_replica(killed, new);
     let new_url = format!("redis://127.0.0.1:{new}");
     let before = count_keys(&new_url, 2, &names.prefix).await;
     wait_until("the next image stored after the failover", Duration::from_secs(60), || async {

@@ -159,10 +159,16 @@ impl SentinelSet {
         port
     }
 
-    /// Starts the data server on `port` again (on its files); Sentinel turns it into a replica.
-    pub fn restart(&mut self, port: u16) {
+    /// Starts the data server on `port` again (on its files) as a replica of `primary`, as
+    /// an operator's start script does: started as a primary it would serve stale data
+    /// until Sentinel demotes it.
+    pub fn restart_as_replica(&mut self, port: u16, primary: u16) {
         let log = self.dir.path().join(format!("redis-{port}-restarted.log"));
-        self.data.iter_mut().find(|n| n.port == port).expect("one of ours").launch(&log);
+        let node = self.data.iter_mut().find(|n| n.port == port).expect("one of ours");
+        // The first ten arguments are port, bind, save, appendonly and dir; then any --replicaof.
+        node.args.truncate(10);
+        node.args.extend(["--replicaof".into(), "127.0.0.1".into(), primary.to_string()]);
+        node.launch(&log);
     }
 
     /// Waits until the sentinels name a primary other than `old` and it accepts writes.
