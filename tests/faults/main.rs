@@ -12,6 +12,7 @@
 const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 
 mod crashes;
+mod ha;
 mod hardening;
 mod own_redis;
 mod services_down;
