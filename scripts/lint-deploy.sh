@@ -153,6 +153,60 @@ if bad:
     sys.exit("\n".join(bad))
 EOF
 
+log "NetworkPolicies select pods of their render, on ports those pods listen on; the hosts given to the workers are Services"
+for render in "$rendered"/*.yaml; do
+  python3 - "$render" <<'EOF'
+import os, sys, yaml
+# A policy whose selector matches no pod silently protects nothing, and one naming a port
+# the pods do not listen on blocks the traffic it meant to allow: both pass the schemas.
+where = os.path.basename(sys.argv[1])
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pods = [(d["spec"]["template"]["metadata"].get("labels", {}),
+         {p["containerPort"] for c in d["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])},
+         d) for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+# The RabbitMQ Cluster Operator makes the pods of a RabbitmqCluster: labelled
+# app.kubernetes.io/name=<cluster name>, listening on AMQP, management, metrics,
+# inter-node and epmd ports.
+pods += [({"app.kubernetes.io/name": d["metadata"]["name"]}, {5672, 15672, 15692, 25672, 4369}, None)
+         for d in docs if d["kind"] == "RabbitmqCluster"]
+def matching(selector):
+    if selector.get("matchExpressions"):
+        sys.exit(f"{where}: matchExpressions in a NetworkPolicy: extend this check")
+    labels = selector.get("matchLabels", {})
+    return [ports for l, ports, _ in pods if all(l.get(k) == v for k, v in labels.items())]
+bad, policies = [], [d for d in docs if d["kind"] == "NetworkPolicy"]
+for policy in policies:
+    name, spec = policy["metadata"]["name"], policy["spec"]
+    selected = matching(spec["podSelector"])
+    if not selected:
+        bad.append(f"{name}: podSelector {spec['podSelector']} selects no pod")
+    for rule in spec.get("ingress", []):
+        bad.extend(f"{name}: ingress port {p['port']} is not a container port of every pod it selects"
+                   for p in rule.get("ports", []) if not all(p["port"] in ports for ports in selected))
+        bad.extend(f"{name}: ingress from {peer['podSelector']} matches no pod"
+                   for peer in rule.get("from", []) if "podSelector" in peer and "namespaceSelector" not in peer
+                   and not matching(peer["podSelector"]))
+    for rule in spec.get("egress", []):
+        for peer in rule.get("to", []):
+            if "podSelector" not in peer or "namespaceSelector" in peer:
+                continue
+            targets = matching(peer["podSelector"])
+            if not targets:
+                bad.append(f"{name}: egress to {peer['podSelector']} matches no pod")
+            bad.extend(f"{name}: egress port {p['port']} is not a container port of {peer['podSelector']}"
+                       for p in rule.get("ports", []) if not all(p["port"] in ports for ports in targets))
+services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+for _, _, d in (p for p in pods if p[2] is not None):
+    for c in d["spec"]["template"]["spec"]["containers"]:
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        bad.extend(f"{d['metadata']['name']}: {v}={env[v]} is no Service of this render"
+                   for v in ("REDIS_HOST", "RABBITMQ_HOST") if v in env and env[v] not in services)
+if bad:
+    sys.exit(f"{where}:\n  " + "\n  ".join(bad))
+print(f"  {where}: {len(policies)} NetworkPolicies, {len(services)} Services: consistent")
+EOF
+done
+
 for version in "${KUBE_VERSIONS[@]}"; do
   log "kubernetes-validate --strict -k $version: each render (and k8s/keda), secret.example.yaml"
   kubernetes-validate --strict --quiet -k "$version" "$rendered"/validate/*.yaml k8s/base/secret.example.yaml
