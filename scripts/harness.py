@@ -378,6 +378,8 @@ def brute_force_matches(db3, tolerance=0.6):
     must hold."""
     hashes, rows, owner = [], [], []
     for key in db3.scan_iter(count=1000):
+        if db3.type(key) != b"set":
+            continue  # another program's key of another type: not an image
         hashes.append(key.decode())
         for enc in db3.smembers(key):
             rows.append(np.frombuffer(enc, "<f8"))

@@ -36,6 +36,13 @@ from harness import (FACEREC, IMAGES, ROOT, SAMPLES, Producer, RedisServer, Work
                      cpu_model, delete_queue, drain_dead_letters, free_port, git_commit, log, metric_value,
                      queue_counts, queue_flags, rabbitmqctl)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "corpus"))
+import bombs  # noqa: E402  (the attack inputs of the bad-input corpus)
+
+# Keys of another program sharing the databases, of the wrong types: the worker must skip
+# them (start-up load, change-log reads) and leave them untouched.
+NEIGHBOUR = {1: ("neighbour-name.jpg", "sadd"), 2: ("neighbour-hash", "set"), 3: ("neighbour-hash", "set"),
+             4: ("neighbour-hash", "set")}
 FAULTS = ["worker SIGKILL", "Redis crash", "RabbitMQ stop_app/start_app", "Redis frozen 10 s", "worker SIGTERM"]
 NAME = f"soak-{os.getpid()}"
 DEAD = NAME + ".dead"
@@ -69,12 +76,31 @@ class Publisher(threading.Thread):
         self.poison = {}  # message id -> kind
         self.counts = collections.Counter()
         self.rng = random.Random(20261129)
+        # The attacks: ~10 s of CPU in 0.3 MB (refused for its scans), and a valid message
+        # padded to 20 MB with an unused array (stored, in a few MB of memory).
+        self.scan_bomb = bombs.progressive_scan_bomb(6000, 6000, scans=4000)
 
     def send(self, body, headers=None):
         return self.producer.send(body, headers)
 
     def one(self, n):
         roll = self.rng.random()
+        if roll < 0.01:
+            msg_id = self.send(self.scan_bomb, {"name": f"bomb-{n}.jpg", "hash": f"bomb-{n}"})
+            if msg_id:
+                self.poison[msg_id] = "progressive JPEG scan bomb"
+                self.counts["poison"] += 1
+            return
+        if roll < 0.02:
+            sample = self.rng.choice(SAMPLES)
+            image_hash, name = f"soak-{n:06d}-padded", f"padded-{n}-{sample}"
+            self.sample_of[image_hash] = sample
+            msg_id = self.send(bombs.padded_json(self.images[sample], name, 10_000_000, image_hash))
+            if msg_id is not None:
+                self.valid_ids.add(msg_id)
+                self.expected.setdefault(image_hash, set()).add(name)
+                self.counts["padded JSON (20 MB)"] += 1
+            return
         if roll < 0.15:
             kind = self.rng.choice(["random bytes", "JSON without image", "invalid base64", "truncated JPEG"])
             if kind == "random bytes":
@@ -129,6 +155,11 @@ def main():
     binary = shutil.copy(FACEREC, os.path.join(workdir, "facerec"))
     commit = git_commit()
     server = RedisServer(workdir)
+    for db, (key, kind) in NEIGHBOUR.items():
+        if kind == "sadd":
+            server.db(db).sadd(key, "not a hash")
+        else:
+            server.db(db).set(key, "another program's string")
     http_port = free_port()
     worker_log = open(os.path.join(workdir, "worker.log"), "w")
     lives = [start_worker(binary, server, http_port, worker_log, 0)]
@@ -221,7 +252,12 @@ def main():
                 problems.append(f"db1 {name} -> {db1.get(name)!r}, expected {h}")
         if db3.scard(h) < 1:
             problems.append(f"db3 {h}: no encodings")
-    extra = {k.decode() for k in db2.scan_iter(count=1000)} - set(publisher.expected)
+    for db, (key, kind) in NEIGHBOUR.items():
+        want = b"set" if kind == "sadd" else b"string"
+        if server.db(db).type(key) != want:
+            problems.append(f"the neighbour's db {db} key {key} was changed: now a {server.db(db).type(key)!r}")
+    neighbour = {key for key, _ in NEIGHBOUR.values()}
+    extra = {k.decode() for k in db2.scan_iter(count=1000)} - set(publisher.expected) - neighbour
     if extra:
         problems.append(f"db2 holds {len(extra)} hashes never sent as valid: {sorted(extra)[:3]}")
     expected_matches = brute_force_matches(db3)

@@ -141,6 +141,19 @@ impl ServiceUrl {
         Ok(Self(url))
     }
 
+    /// Whether the URL names a user.
+    pub fn has_user(&self) -> bool {
+        !self.0.username().is_empty()
+    }
+
+    /// This URL with `user` and `password` (percent-encoded).
+    pub fn with_credentials(&self, user: &str, password: &Secret) -> Self {
+        let mut url = self.0.clone();
+        let _ = url.set_username(user);
+        let _ = url.set_password(Some(password.expose()));
+        Self(url)
+    }
+
     /// The whole URL, password included: pass it to a driver, never log it.
     pub fn expose(&self) -> &str {
         self.0.as_str()

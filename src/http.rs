@@ -1,6 +1,10 @@
 //! The worker's HTTP endpoints: `/healthz` (the process answers), `/readyz` (connected to
-//! RabbitMQ and Redis, face cache loaded) and `/metrics` (Prometheus text).
+//! RabbitMQ and Redis, face cache loaded) and `/metrics` (Prometheus text). Served by the
+//! same hardened listener as the API ([`crate::api::server`]): a connection cap and a
+//! header-read deadline, so idle or half-sent requests cannot use up the process's file
+//! descriptors and starve the kubelet's probes.
 
+use crate::api::server::ServerLimits;
 use crate::metrics::{CONTENT_TYPE, Gauges, Metrics};
 use axum::Router;
 use axum::extract::State;
@@ -17,6 +21,9 @@ pub trait Health: Send + Sync + 'static {
     /// Current values of the gauges.
     fn gauges(&self) -> Gauges;
 }
+
+/// Probes and scrapes need few connections; a client gets 5 s to send its headers.
+const LIMITS: ServerLimits = ServerLimits { max_connections: 128, header_timeout: std::time::Duration::from_secs(5) };
 
 struct AppState {
     health: Arc<dyn Health>,
@@ -42,12 +49,7 @@ pub async fn serve(
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    tokio::spawn(crate::api::server::serve(listener, app, LIMITS, shutdown));
     Ok(bound)
 }
 

@@ -12,6 +12,7 @@
 //! - [`face`], [`hash`]: the domain types.
 //! - [`decode`]: image bytes to RGB, with limits.
 //! - [`matching`]: the exact nearest-face kernel shared by both indexes.
+//! - [`fsck`]: the schema's invariants checked over a snapshot, and the fixes.
 //! - [`log_lines`]: routing keys and safe rendering of progress lines.
 //! - [`http`], [`metrics`]: health, readiness and Prometheus metrics of the worker.
 //! - [`config`], [`capture`], [`people`], [`memory`], [`shutdown`], [`telemetry`]: settings with
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod face;
+pub mod fsck;
 pub mod hash;
 pub mod http;
 pub mod log_lines;

@@ -72,6 +72,44 @@ impl FaceSet {
         true
     }
 
+    /// Drops every face of an image (erasure). The rows of other images move into the
+    /// freed places and the vacated tail rows are zeroed, so no copy of the erased faces
+    /// stays in this process's rows. Returns how many faces were dropped.
+    pub fn remove(&mut self, hash: &ImageHash) -> usize {
+        let Some(slot) = self.keys.find(hash.as_str()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        // From the end: the row swapped into place `i` comes from further back, already seen.
+        for i in (0..self.owners.len()).rev() {
+            if self.owners[i] == slot {
+                self.swap_remove_row(i);
+                removed += 1;
+            }
+        }
+        if let Some(moved) = self.keys.remove(slot) {
+            for owner in self.owners.iter_mut().filter(|o| **o == moved) {
+                *owner = slot;
+            }
+        }
+        removed
+    }
+
+    fn swap_remove_row(&mut self, i: usize) {
+        let last = self.owners.len() - 1;
+        self.exact.remove(&(i as u32));
+        if i != last {
+            let row = self.rows.get(last);
+            self.rows.set(i, row);
+            self.owners[i] = self.owners[last];
+            if let Some(values) = self.exact.remove(&(last as u32)) {
+                self.exact.insert(i as u32, values);
+            }
+        }
+        self.rows.pop();
+        self.owners.pop();
+    }
+
     /// Every image other than `exclude` with a face within `tolerance` of any of
     /// `queries`, with the smallest such distance, nearest first.
     pub fn matches(&self, queries: &[Encoding], tolerance: f64, exclude: Option<&ImageHash>) -> Vec<ImageMatch> {
@@ -150,6 +188,29 @@ impl RowStore {
         // SAFETY: `at < CHUNK_ROWS`, inside the chunk's allocation.
         unsafe { chunk.as_mut_ptr().cast::<Row>().add(at).write(row) };
         self.len += 1;
+    }
+
+    fn get(&self, index: usize) -> Row {
+        assert!(index < self.len, "row {index} out of {}", self.len);
+        // SAFETY: rows below `len` are initialised.
+        unsafe { self.chunks[index / CHUNK_ROWS].as_ptr().cast::<Row>().add(index % CHUNK_ROWS).read() }
+    }
+
+    fn set(&mut self, index: usize, row: Row) {
+        assert!(index < self.len, "row {index} out of {}", self.len);
+        // SAFETY: inside an allocated chunk.
+        unsafe { self.chunks[index / CHUNK_ROWS].as_mut_ptr().cast::<Row>().add(index % CHUNK_ROWS).write(row) };
+    }
+
+    /// Drops the last row, zeroing its bytes first (it may hold an erased face); frees a
+    /// chunk left empty.
+    fn pop(&mut self) {
+        assert!(self.len > 0, "pop from an empty row store");
+        self.set(self.len - 1, [0.0; ENCODING_DIMS]);
+        self.len -= 1;
+        if self.len % CHUNK_ROWS == 0 {
+            self.chunks.pop();
+        }
     }
 
     /// Filled rows, chunk by chunk.
@@ -249,6 +310,37 @@ impl KeyTable {
         };
         self.table.insert_unique(hash, slot, rehash);
         slot
+    }
+
+    /// Removes `slot`; the last slot moves into its place. Returns the moved slot's old
+    /// number, if one moved.
+    fn remove(&mut self, slot: u32) -> Option<u32> {
+        let last = u32::try_from(self.sha256.len() - 1).expect("slots fit u32");
+        let hash = self.hasher.hash_one(self.key(slot));
+        if let Ok(entry) = self.table.find_entry(hash, |s| *s == slot) {
+            entry.remove();
+        }
+        let moved_text = self.other.remove(&last);
+        self.other.remove(&slot);
+        let moved = if slot == last {
+            None
+        } else {
+            let last_hash = match &moved_text {
+                Some(text) => self.hasher.hash_one(Key::Other(text)),
+                None => self.hasher.hash_one(Key::Sha256(self.sha256[last as usize])),
+            };
+            if let Ok(mut entry) = self.table.find_entry(last_hash, |s| *s == last) {
+                *entry.get_mut() = slot;
+            }
+            self.sha256[slot as usize] = self.sha256[last as usize];
+            if let Some(text) = moved_text {
+                self.other.insert(slot, text);
+            }
+            Some(last)
+        };
+        self.sha256[last as usize] = [0; 32];
+        self.sha256.pop();
+        moved
     }
 
     fn hash(&self, slot: u32) -> ImageHash {
@@ -420,6 +512,37 @@ mod tests {
         assert!(!set.insert(&h("a"), &[enc(1)]));
         assert!(!set.insert(&h("z"), &[]));
         assert_eq!((set.faces(), set.images()), (1, 1));
+    }
+
+    #[test]
+    fn removing_an_image_drops_its_faces_and_keeps_the_rest_findable() {
+        let mut set = FaceSet::default();
+        let n = CHUNK_ROWS + 5;
+        for i in 0..n {
+            let hash = if i % 3 == 0 { h(&format!("other-{i}")) } else { ImageHash::of_bytes(&i.to_le_bytes()) };
+            set.insert(&hash, &[enc(i as u64), shifted(&enc(i as u64), 1e-7)]);
+        }
+        let gone = ImageHash::of_bytes(&7usize.to_le_bytes());
+        assert_eq!(set.remove(&gone), 2);
+        assert_eq!(set.remove(&gone), 0);
+        assert_eq!(set.remove(&h("other-0")), 2);
+        assert!(!set.contains(&gone) && !set.contains(&h("other-0")));
+        assert_eq!((set.faces(), set.images()), (2 * n - 4, n - 2));
+        assert!(set.matches(&[enc(7)], 1e-6, None).is_empty());
+        for i in [1usize, 3, n - 1, n - 2] {
+            let found = set.matches(&[enc(i as u64)], 1e-6, None);
+            assert_eq!(found.len(), 1, "image {i}");
+        }
+        // Removing down to nothing, then adding again.
+        let all: Vec<ImageHash> = (0..n)
+            .map(|i| if i % 3 == 0 { h(&format!("other-{i}")) } else { ImageHash::of_bytes(&i.to_le_bytes()) })
+            .collect();
+        for hash in &all {
+            set.remove(hash);
+        }
+        assert_eq!((set.faces(), set.images()), (0, 0));
+        assert!(set.insert(&gone, &[enc(7)]));
+        assert_eq!(set.matches(&[enc(7)], 1e-6, None).len(), 1);
     }
 
     proptest! {

@@ -198,6 +198,28 @@ pub struct ImageFailure {
     pub at: u64,
 }
 
+/// One image an erase removed, as it was just before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasedImage {
+    /// Its key.
+    pub hash: ImageHash,
+    /// The names that pointed to it and were removed.
+    pub names: BTreeSet<String>,
+    /// How many face encodings were removed.
+    pub faces: usize,
+    /// How many other images it was linked with (db 4) before.
+    pub matches: usize,
+}
+
+/// What [`FaceIndex::forget`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forgotten {
+    /// Images that were present and are now gone.
+    pub erased: Vec<ErasedImage>,
+    /// Hashes asked for that the index did not hold (not an error: erasing is idempotent).
+    pub unknown: Vec<ImageHash>,
+}
+
 /// An index failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
@@ -272,6 +294,24 @@ pub trait FaceIndex: Send + Sync {
     /// # Errors
     /// See [`IndexError`].
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError>;
+
+    /// Erases images everywhere the index keeps anything about them: names (only those
+    /// still pointing to the image), faces, matches in both directions, distances and
+    /// records. Afterwards no `add_image` of another image matches them, in this process
+    /// or any other sharing the store, and an `add_image` of an erased image that was in
+    /// flight MUST NOT bring it back half-way. Idempotent: an unknown hash is reported in
+    /// [`Forgotten::unknown`], not an error.
+    ///
+    /// # Errors
+    /// See [`IndexError`]; on error each image is either fully erased or untouched.
+    async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError>;
+
+    /// Every stored image with a face within `tolerance` of any of `faces`, nearest first
+    /// (to find every image of one person before erasing them).
+    ///
+    /// # Errors
+    /// See [`IndexError`].
+    async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
 
     /// A cheap round trip that says whether the store answers now. After a transient
     /// failure it tells an outage (pause, count no attempt) from a failure of the message.
@@ -348,6 +388,13 @@ impl<T: FaceIndex + ?Sized> FaceIndex for std::sync::Arc<T> {
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
         (**self).failure(hash).await
     }
+    async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {
+        (**self).forget(hashes).await
+    }
+    async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
+        (**self).find_faces(faces, tolerance).await
+    }
+
     async fn ping(&self) -> Result<(), IndexError> {
         (**self).ping().await
     }

@@ -2,8 +2,9 @@
 
 use crate::timeline::Timeline;
 use async_trait::async_trait;
+use facerec::face::Encoding;
 use facerec::hash::ImageHash;
-use facerec::ports::{FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
+use facerec::ports::{FaceIndex, Forgotten, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
 use std::sync::{Arc, Mutex};
 
 /// One call, as recorded.
@@ -160,6 +161,15 @@ impl<I: FaceIndex> FaceIndex for FlakyIndex<I> {
 
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
         self.inner.failure(hash).await
+    }
+
+    // Erasure is forwarded untouched: no fault injection or recording (not a pipeline step).
+    async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {
+        self.inner.forget(hashes).await
+    }
+
+    async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
+        self.inner.find_faces(faces, tolerance).await
     }
 
     /// Fails while [`FlakyIndex::go_down`] is in force (not recorded as a call); queued

@@ -2,11 +2,11 @@
 //! ("fail, fail, then succeed") says more than a fake.
 
 use async_trait::async_trait;
-use facerec::face::EncodedImage;
+use facerec::face::{EncodedImage, Encoding};
 use facerec::hash::ImageHash;
 use facerec::ports::{
-    Delivery, DeliveryId, EncodeError, FaceEncoder, FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError,
-    LogSink, MessageSource, NewImage, Settlement, SourceError,
+    Delivery, DeliveryId, EncodeError, FaceEncoder, FaceIndex, Forgotten, ImageFailure, ImageMatch, ImageRecord,
+    IndexError, LogSink, MessageSource, NewImage, Settlement, SourceError,
 };
 
 mockall::mock! {
@@ -42,6 +42,8 @@ mockall::mock! {
         async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
         async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError>;
         async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError>;
+        async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError>;
+        async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
         async fn ping(&self) -> Result<(), IndexError>;
     }
 }

@@ -4,12 +4,14 @@
 //! Journal: a header line, then one framed record per completed write
 //! (`u32 length, u32 crc32, bincode payload`), fsynced before the call returns, so an
 //! acknowledged image survives a crash. A torn last record (a crash mid-write) is cut
-//! off when the file is opened.
+//! off when the file is opened. An erase rewrites the journal from the remaining state
+//! (a new file renamed over the old one, whose bytes are then overwritten with zeros), so
+//! no record of an erased image stays in it.
 
 use crate::face::Encoding;
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
-use crate::ports::{FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
+use crate::ports::{ErasedImage, FaceIndex, Forgotten, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -124,12 +126,7 @@ impl EmbeddedIndex {
             return Ok(());
         };
         let mut journal = journal.lock().expect("journal lock poisoned");
-        let payload = bincode::serde::encode_to_vec(record, bincode::config::standard())
-            .map_err(|e| IndexError::Rejected(format!("cannot encode journal record: {e}")))?;
-        let mut frame = Vec::with_capacity(payload.len() + 8);
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        frame.extend_from_slice(&payload);
+        let frame = frame(record).map_err(|e| IndexError::Rejected(e.to_string()))?;
         let path = journal.path.display().to_string();
         journal
             .file
@@ -137,6 +134,97 @@ impl EmbeddedIndex {
             .and_then(|()| journal.file.sync_data())
             .map_err(|e| IndexError::Unavailable(format!("writing {path}: {e}")))
     }
+}
+
+impl Journal {
+    /// Replaces the journal with records that rebuild `state`: written to a new file,
+    /// fsynced, renamed over the old one; then the old file's bytes, still open here, are
+    /// overwritten with zeros, so erased data does not linger in its blocks (on file
+    /// systems that write in place).
+    fn rewrite(&mut self, state: &State) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("rewrite");
+        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+        out.write_all(MAGIC)?;
+        let mut hashes: Vec<&ImageHash> = state.images.keys().collect();
+        hashes.sort();
+        for hash in hashes {
+            let entry = &state.images[hash];
+            let mut names = entry.names.iter();
+            // An entry without a fingerprint only ever came from name records.
+            if let (Some(fingerprint), Some(first)) = (&entry.fingerprint, names.next()) {
+                let matches = entry.matches.iter().map(|(h, d)| ImageMatch { hash: h.clone(), distance: *d }).collect();
+                out.write_all(&frame(&Record::Image {
+                    hash: hash.clone(),
+                    name: first.clone(),
+                    faces: entry.faces.clone(),
+                    fingerprint: fingerprint.clone(),
+                    matches,
+                })?)?;
+            }
+            for name in names.filter(|n| state.name_to_hash.get(*n) == Some(hash)) {
+                out.write_all(&frame(&Record::Name { hash: hash.clone(), name: name.clone() })?)?;
+            }
+        }
+        let file = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        let mut old = std::mem::replace(&mut self.file, OpenOptions::new().append(true).open(&self.path)?);
+        let len = old.metadata()?.len();
+        // The old handle is in append mode; a fresh write handle on the unlinked inode is
+        // not reachable by path any more, so zero it through positioned writes.
+        zero_file(&mut old, len)?;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn zero_file(file: &mut File, len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let zeros = vec![0u8; 1 << 16];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn zero_file(_: &mut File, _: u64) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// One framed journal record: `u32 length, u32 crc32, payload`.
+fn frame(record: &Record) -> std::io::Result<Vec<u8>> {
+    let payload = bincode::serde::encode_to_vec(record, bincode::config::standard())
+        .map_err(|e| std::io::Error::other(format!("cannot encode journal record: {e}")))?;
+    let mut frame = Vec::with_capacity(payload.len() + 8);
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
+}
+
+/// Removes one image from the state; `None` if it was not there.
+fn erase(state: &mut State, hash: &ImageHash) -> Option<ErasedImage> {
+    state.failures.remove(hash);
+    let entry = state.images.remove(hash)?;
+    state.faces.remove(hash);
+    for other in entry.matches.keys() {
+        if let Some(o) = state.images.get_mut(other) {
+            o.matches.remove(hash);
+        }
+    }
+    let names: BTreeSet<String> =
+        entry.names.iter().filter(|n| state.name_to_hash.get(*n) == Some(hash)).cloned().collect();
+    for name in &names {
+        state.name_to_hash.remove(name);
+    }
+    Some(ErasedImage { hash: hash.clone(), names, faces: entry.faces.len(), matches: entry.matches.len() })
 }
 
 fn record(hash: &ImageHash, e: &Entry) -> ImageRecord {
@@ -254,6 +342,28 @@ impl FaceIndex for EmbeddedIndex {
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
         Ok(self.state.read().expect("index lock poisoned").failures.get(hash).cloned())
     }
+
+    async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {
+        let mut state = self.state.write().expect("index lock poisoned");
+        let mut out = Forgotten::default();
+        for hash in hashes {
+            match erase(&mut state, hash) {
+                Some(erased) => out.erased.push(erased),
+                None if !out.erased.iter().any(|e| &e.hash == hash) => out.unknown.push(hash.clone()),
+                None => {}
+            }
+        }
+        if let (Some(journal), false) = (&self.journal, out.erased.is_empty()) {
+            let mut journal = journal.lock().expect("journal lock poisoned");
+            let path = journal.path.display().to_string();
+            journal.rewrite(&state).map_err(|e| IndexError::Unavailable(format!("rewriting {path}: {e}")))?;
+        }
+        Ok(out)
+    }
+
+    async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
+        Ok(self.state.read().expect("index lock poisoned").faces.matches(faces, tolerance, None))
+    }
 }
 
 #[cfg(test)]
@@ -298,6 +408,47 @@ mod tests {
         let index = EmbeddedIndex::open(&path).unwrap();
         assert_eq!(index.records().len(), 3);
         assert_eq!(index.face_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn forget_erases_everywhere_and_leaves_no_bytes_of_the_image_in_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.facerec");
+        let secret = Encoding([0.123_456_789; ENCODING_DIMS]);
+        let index = EmbeddedIndex::open(&path).unwrap();
+        add(&index, "a", "secret-name.jpg", &[secret]).await;
+        add(&index, "b", "b.jpg", &[Encoding([0.123_456_789 + 0.01; ENCODING_DIMS])]).await;
+        index.add_name(&h("a"), "other-secret.jpg").await.unwrap();
+        add(&index, "c", "c.jpg", &[enc(0.9)]).await;
+        let journal = std::fs::read(&path).unwrap();
+        let needle = secret.to_le_bytes();
+        assert!(journal.windows(needle.len()).any(|w| w == needle.as_slice()), "the encoding was journaled");
+
+        let out = index.forget(&[h("a"), h("nope")]).await.unwrap();
+        assert_eq!(out.unknown, vec![h("nope")]);
+        assert_eq!(out.erased.len(), 1);
+        assert_eq!(out.erased[0].faces, 1);
+        assert_eq!(out.erased[0].matches, 1);
+        assert_eq!(out.erased[0].names.len(), 2);
+        assert!(index.image(&h("a")).await.unwrap().is_none());
+        assert_eq!(index.hash_of("secret-name.jpg").await.unwrap(), None);
+        assert!(index.image(&h("b")).await.unwrap().unwrap().matches.is_empty());
+        assert!(index.find_faces(&[secret], 0.001).await.unwrap().is_empty());
+        // Idempotent.
+        assert_eq!(index.forget(&[h("a")]).await.unwrap().unknown, vec![h("a")]);
+
+        let journal = std::fs::read(&path).unwrap();
+        for bytes in [needle.as_slice(), b"secret-name.jpg".as_slice(), b"other-secret.jpg".as_slice()] {
+            assert!(!journal.windows(bytes.len()).any(|w| w == bytes), "erased bytes left in the journal");
+        }
+        // Still appendable, and what is left replays to the same state.
+        add(&index, "d", "d.jpg", &[enc(0.9)]).await;
+        drop(index);
+        let index = EmbeddedIndex::open(&path).unwrap();
+        let hashes: Vec<String> = index.records().iter().map(|r| r.hash.to_string()).collect();
+        assert_eq!(hashes, ["b", "c", "d"]);
+        assert_eq!(index.image(&h("d")).await.unwrap().unwrap().matches.len(), 1);
+        assert!(!dir.path().join("index.rewrite").exists());
     }
 
     #[test]

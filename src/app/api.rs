@@ -71,6 +71,12 @@ impl FaceIndex for LateIndex {
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
         self.get()?.failure(hash).await
     }
+    async fn forget(&self, hashes: &[ImageHash]) -> Result<crate::ports::Forgotten, IndexError> {
+        self.get()?.forget(hashes).await
+    }
+    async fn find_faces(&self, faces: &[crate::face::Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
+        self.get()?.find_faces(faces, tolerance).await
+    }
 }
 
 struct Parts {

@@ -5,7 +5,7 @@
 //! structure. Defaults come from the adapters' settings types.
 
 use crate::adapters::amqp::{AmqpSettings, QueueType};
-use crate::adapters::redis_index::RedisSettings;
+use crate::adapters::redis_index::{RedisSettings, SentinelSettings};
 use crate::config::{ConfigError, Secret, ServiceUrl};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,9 +13,15 @@ use std::time::Duration;
 /// RabbitMQ connection and names.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BrokerArgs {
-    /// RabbitMQ host (used when RABBITMQ_URL is not set).
+    /// RabbitMQ host, or several of a cluster as `host[:port],host[:port],...` (used when
+    /// neither RABBITMQ_URLS nor RABBITMQ_URL is set).
     #[arg(long, env = "RABBITMQ_HOST", default_value = "localhost")]
     pub rabbitmq_host: String,
+    /// Every broker of a cluster, comma-separated full URLs: a process connects to one and
+    /// moves to the next when it goes. A URL without a user gets RABBITMQ_USER and the
+    /// password settings. Overrides RABBITMQ_URL and RABBITMQ_HOST.
+    #[arg(long, env = "RABBITMQ_URLS", hide_env_values = true)]
+    pub rabbitmq_urls: Option<Secret>,
     /// RabbitMQ port (used when RABBITMQ_URL is not set).
     #[arg(long, env = "RABBITMQ_PORT", default_value_t = 5672)]
     pub rabbitmq_port: u16,
@@ -65,25 +71,57 @@ impl BrokerArgs {
     /// # Errors
     /// A malformed `RABBITMQ_URL` / host, or an unreadable password file.
     pub fn url(&self) -> Result<ServiceUrl, ConfigError> {
-        if let Some(url) = &self.rabbitmq_url {
-            return ServiceUrl::parse("RABBITMQ_URL", url.expose(), &["amqp", "amqps"]);
+        Ok(self.urls()?.swap_remove(0))
+    }
+
+    /// Every broker these flags name (one unless RABBITMQ_URLS or a RABBITMQ_HOST list).
+    ///
+    /// # Errors
+    /// A malformed URL or host, or an unreadable password file.
+    pub fn urls(&self) -> Result<Vec<ServiceUrl>, ConfigError> {
+        if let Some(list) = &self.rabbitmq_urls {
+            let mut urls = Vec::new();
+            for item in list.expose().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let url = ServiceUrl::parse("RABBITMQ_URLS", item, &["amqp", "amqps"])?;
+                urls.push(if url.has_user() {
+                    url
+                } else {
+                    url.with_credentials(&self.rabbitmq_user, &self.password()?)
+                });
+            }
+            if urls.is_empty() {
+                return Err(ConfigError::invalid("RABBITMQ_URLS", "no URL given"));
+            }
+            return Ok(urls);
         }
-        let password = match (&self.rabbitmq_password_file, &self.rabbitmq_password) {
+        if let Some(url) = &self.rabbitmq_url {
+            return Ok(vec![ServiceUrl::parse("RABBITMQ_URL", url.expose(), &["amqp", "amqps"])?]);
+        }
+        let password = self.password()?;
+        // The vhost is one path segment: "/" is sent as %2F.
+        let vhost: String = url::form_urlencoded::byte_serialize(self.rabbitmq_vhost.as_bytes()).collect();
+        host_list("RABBITMQ_HOST", &self.rabbitmq_host, self.rabbitmq_port)?
+            .into_iter()
+            .map(|(host, port)| {
+                ServiceUrl::from_parts(
+                    "RABBITMQ_HOST",
+                    "amqp",
+                    &host,
+                    port,
+                    Some(&self.rabbitmq_user),
+                    Some(&password),
+                    &format!("/{vhost}"),
+                )
+            })
+            .collect()
+    }
+
+    fn password(&self) -> Result<Secret, ConfigError> {
+        Ok(match (&self.rabbitmq_password_file, &self.rabbitmq_password) {
             (Some(file), _) => Secret::from_file("RABBITMQ_PASSWORD_FILE", file)?,
             (None, Some(p)) => p.clone(),
             (None, None) => Secret::new("guest"),
-        };
-        // The vhost is one path segment: "/" is sent as %2F.
-        let vhost: String = url::form_urlencoded::byte_serialize(self.rabbitmq_vhost.as_bytes()).collect();
-        ServiceUrl::from_parts(
-            "RABBITMQ_HOST",
-            "amqp",
-            &self.rabbitmq_host,
-            self.rabbitmq_port,
-            Some(&self.rabbitmq_user),
-            Some(&password),
-            &format!("/{vhost}"),
-        )
+        })
     }
 
     /// Adapter settings for a process called `hostname`.
@@ -91,7 +129,11 @@ impl BrokerArgs {
     /// # Errors
     /// See [`BrokerArgs::url`].
     pub fn settings(&self, hostname: &str, prefetch: u16, delivery_limit: u32) -> Result<AmqpSettings, ConfigError> {
-        let mut s = AmqpSettings::new(self.url()?, hostname);
+        let brokers = self.urls()?;
+        let mut s = AmqpSettings::new(brokers[0].clone(), hostname);
+        if brokers.len() > 1 {
+            s.brokers = brokers;
+        }
         s.exchange = self.exchange.clone();
         s.queue = self.queue.clone();
         s.routing_key = self.routing_key.clone();
@@ -133,6 +175,19 @@ pub struct RedisArgs {
     /// Seconds a Redis command may take before it counts as failed.
     #[arg(long, env = "FACEREC_REDIS_TIMEOUT", default_value_t = RedisSettings::default().command_timeout.as_secs())]
     pub redis_timeout: u64,
+    /// Sentinels to ask where the primary is, `host:port,host:port,...` (with
+    /// REDIS_SENTINEL_MASTER); REDIS_HOST / REDIS_URL then only give password and TLS.
+    #[arg(long, env = "REDIS_SENTINELS")]
+    pub redis_sentinels: Option<String>,
+    /// The name the sentinels monitor the primary under.
+    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+    /// Password of the sentinels (their `requirepass`). Prefer REDIS_SENTINEL_PASSWORD_FILE.
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<Secret>,
+    /// File holding the sentinels' password (a mounted secret).
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD_FILE")]
+    pub redis_sentinel_password_file: Option<PathBuf>,
 }
 
 impl RedisArgs {
@@ -162,9 +217,58 @@ impl RedisArgs {
             key_prefix: self.redis_key_prefix.clone(),
             wait_replicas: self.redis_wait_replicas,
             command_timeout: Duration::from_secs(self.redis_timeout.max(1)),
+            sentinel: self.sentinel()?,
             ..RedisSettings::default()
         })
     }
+
+    /// The Sentinel settings, when REDIS_SENTINELS is set.
+    ///
+    /// # Errors
+    /// A malformed sentinel list, sentinels without a master name (or the reverse), or an
+    /// unreadable password file.
+    pub fn sentinel(&self) -> Result<Option<SentinelSettings>, ConfigError> {
+        let (list, master) = match (&self.redis_sentinels, &self.redis_sentinel_master) {
+            (None, None) => return Ok(None),
+            (Some(list), Some(master)) if !master.trim().is_empty() => (list, master.trim().to_owned()),
+            (Some(_), _) => return Err(ConfigError::invalid("REDIS_SENTINEL_MASTER", "needed with REDIS_SENTINELS")),
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid("REDIS_SENTINELS", "needed with REDIS_SENTINEL_MASTER"));
+            }
+        };
+        let hosts = host_list("REDIS_SENTINELS", list, 26379)?;
+        let password = match (&self.redis_sentinel_password_file, &self.redis_sentinel_password) {
+            (Some(file), _) => Some(Secret::from_file("REDIS_SENTINEL_PASSWORD_FILE", file)?),
+            (None, p) => p.clone(),
+        };
+        Ok(Some(SentinelSettings { hosts, master, password }))
+    }
+}
+
+/// Parses `host[:port],host[:port],...` (IPv6 in brackets); `default_port` where none is given.
+///
+/// # Errors
+/// An empty list, an empty host or a port that is not a number, naming `setting`.
+pub fn host_list(setting: &'static str, text: &str, default_port: u16) -> Result<Vec<(String, u16)>, ConfigError> {
+    let mut hosts = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, port) = match item.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && (!h.contains(':') || h.ends_with(']')) => {
+                let port = p.parse().map_err(|_| ConfigError::invalid(setting, format!("{item:?}: bad port {p:?}")))?;
+                (h, port)
+            }
+            _ => (item, default_port),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(ConfigError::invalid(setting, format!("{item:?}: no host")));
+        }
+        hosts.push((host.to_owned(), port));
+    }
+    if hosts.is_empty() {
+        return Err(ConfigError::invalid(setting, "no host:port given"));
+    }
+    Ok(hosts)
 }
 
 #[cfg(test)]
@@ -218,6 +322,39 @@ mod tests {
         let a = parse(&["--rabbitmq-password-file", "/nonexistent/secret"]);
         let e = a.broker.settings("h", 1, 1).unwrap_err().to_string();
         assert!(e.starts_with("RABBITMQ_PASSWORD_FILE: cannot read /nonexistent/secret"), "{e}");
+    }
+
+    #[test]
+    fn sentinel_lists_are_parsed_and_incomplete_ones_are_configuration_errors() {
+        let a = parse(&["--redis-sentinels", "s1:26380, s2 ,[::1]:26381", "--redis-sentinel-master", "mymaster"]);
+        let s = a.redis.settings().unwrap().sentinel.unwrap();
+        let hosts = [("s1".to_owned(), 26380), ("s2".to_owned(), 26379), ("::1".to_owned(), 26381)];
+        assert_eq!((s.hosts, s.master.as_str()), (hosts.to_vec(), "mymaster"));
+        assert!(parse(&[]).redis.settings().unwrap().sentinel.is_none());
+        let e = parse(&["--redis-sentinels", "s1"]).redis.settings().unwrap_err().to_string();
+        assert!(e.starts_with("REDIS_SENTINEL_MASTER: "), "{e}");
+        let e = parse(&["--redis-sentinels", "s1:x", "--redis-sentinel-master", "m"]).redis.settings().unwrap_err();
+        assert!(e.to_string().starts_with("REDIS_SENTINELS: "), "{e}");
+        let a =
+            parse(&["--redis-sentinels", "s1", "--redis-sentinel-master", "m", "--redis-sentinel-password", "Sec3"]);
+        let shown = format!("{:?} {:?}", a.redis, a.redis.settings());
+        assert!(!shown.contains("Sec3"), "{shown}");
+    }
+
+    #[test]
+    fn broker_lists_from_urls_or_hosts() {
+        let a = parse(&["--rabbitmq-host", "r1,r2:5673", "--rabbitmq-password", "Sec4"]);
+        let s = a.broker.settings("h", 1, 1).unwrap();
+        let shown: Vec<&str> = s.brokers.iter().map(ServiceUrl::expose).collect();
+        assert_eq!(shown, ["amqp://guest:Sec4@r1:5672/%2F", "amqp://guest:Sec4@r2:5673/%2F"]);
+        assert_eq!(s.url.expose(), shown[0]);
+        let a = parse(&["--rabbitmq-urls", "amqp://a:1/%2F, amqp://u:p@b:2/v", "--rabbitmq-user", "me"]);
+        let s = a.broker.settings("h", 1, 1).unwrap();
+        let shown: Vec<&str> = s.brokers.iter().map(ServiceUrl::expose).collect();
+        assert_eq!(shown, ["amqp://me:guest@a:1/%2F", "amqp://u:p@b:2/v"]);
+        assert!(parse(&[]).broker.settings("h", 1, 1).unwrap().brokers.is_empty(), "one broker: no list");
+        let e = parse(&["--rabbitmq-urls", "http://x"]).broker.settings("h", 1, 1).unwrap_err().to_string();
+        assert!(e.starts_with("RABBITMQ_URLS: "), "{e}");
     }
 
     #[test]

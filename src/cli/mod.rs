@@ -5,6 +5,8 @@ pub mod capture;
 pub mod connection_args;
 pub mod encoder_args;
 pub mod faces;
+pub mod forget;
+pub mod fsck;
 pub mod logs;
 pub mod matches;
 pub mod pipeline_args;
@@ -42,6 +44,10 @@ pub enum Command {
     Matches(matches::MatchesArgs),
     /// Print the logs exchange live.
     Logs(logs::LogsArgs),
+    /// Erase images, or every image of a person, from Redis.
+    Forget(Box<forget::ForgetArgs>),
+    /// Check the Redis databases against the schema; --repair fixes what it can.
+    Fsck(fsck::FsckArgs),
     /// Save messages from a queue to files.
     Capture(capture::CaptureArgs),
     /// Feed captured messages through the pipeline.
@@ -55,9 +61,13 @@ impl Command {
         match self {
             Command::Faces(_) | Command::Scan(_) | Command::Record(_) => "warn",
             Command::Worker(_) | Command::Api(_) => "info",
-            Command::Submit(_) | Command::Matches(_) | Command::Logs(_) | Command::Capture(_) | Command::Replay(_) => {
-                "warn"
-            }
+            Command::Submit(_)
+            | Command::Matches(_)
+            | Command::Forget(_)
+            | Command::Fsck(_)
+            | Command::Logs(_)
+            | Command::Capture(_)
+            | Command::Replay(_) => "warn",
         }
     }
 }
@@ -77,6 +87,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Matches(args) => matches::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Capture(args) => capture::run(args).await,
+        Command::Forget(args) => forget::run(*args).await,
+        Command::Fsck(args) => fsck::run(args).await,
         Command::Replay(args) => replay::run(*args).await,
     }
 }

@@ -13,6 +13,7 @@ const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 
 mod api;
 mod crashes;
+mod ha;
 mod hardening;
 mod own_redis;
 mod services_down;

@@ -12,6 +12,7 @@ const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 
 mod amqp_source;
 mod api;
+mod erase;
 #[cfg(feature = "dlib")]
 mod interop;
 mod redis_index;

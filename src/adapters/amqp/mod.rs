@@ -33,8 +33,14 @@ pub enum QueueType {
 /// Names and limits of the RabbitMQ side.
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
-    /// `amqp://user:password@host:5672/vhost` or `amqps://` (shown redacted).
+    /// `amqp://user:password@host:5672/vhost` or `amqps://` (shown redacted): the first
+    /// broker of [`AmqpSettings::brokers`].
     pub url: ServiceUrl,
+    /// Every broker of a cluster, `url` first (`RABBITMQ_URLS`); empty means `url` alone.
+    /// [`connect_any`] starts at the last one that worked and moves to the next on failure.
+    pub brokers: Vec<ServiceUrl>,
+    /// Index into `brokers` of the one to try first (shared by the clones of these settings).
+    pub current_broker: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Direct exchange images are published to.
     pub exchange: String,
     /// Queue the workers consume.
@@ -74,6 +80,8 @@ impl AmqpSettings {
     pub fn new(url: ServiceUrl, hostname: &str) -> Self {
         Self {
             url,
+            brokers: Vec::new(),
+            current_broker: std::sync::Arc::default(),
             exchange: "toWorker".into(),
             queue: "toWorker".into(),
             routing_key: "toWorker".into(),
@@ -159,6 +167,39 @@ pub async fn connect(url: &ServiceUrl, name: &str, timeout: Duration) -> Result<
         Ok(Err(source)) => Err(AmqpError::Connect { url: url.redacted(), source }),
         Err(_) => Err(AmqpError::Timeout { url: url.redacted(), timeout }),
     }
+}
+
+/// Opens a connection to one of `settings`' brokers: the one that worked last, else each
+/// next in turn (logging "trying the next broker"), giving up on each after `timeout`. The
+/// caller waits with its [`Backoff`](crate::backoff::Backoff) when all failed.
+///
+/// # Errors
+/// The error of the last broker tried when none could be reached.
+pub async fn connect_any(settings: &AmqpSettings, name: &str, timeout: Duration) -> Result<Connection, AmqpError> {
+    use std::sync::atomic::Ordering;
+    if settings.brokers.len() < 2 {
+        return connect(&settings.url, name, timeout).await;
+    }
+    let n = settings.brokers.len();
+    let start = settings.current_broker.load(Ordering::Relaxed) % n;
+    let mut last = None;
+    for k in 0..n {
+        let i = (start + k) % n;
+        match connect(&settings.brokers[i], name, timeout).await {
+            Ok(c) => {
+                settings.current_broker.store(i, Ordering::Relaxed);
+                tracing::info!(broker = %settings.brokers[i].host_port(), "connected to RabbitMQ");
+                return Ok(c);
+            }
+            Err(e) => {
+                let next = &settings.brokers[(i + 1) % n];
+                tracing::warn!(error = %e, next = %next.host_port(), "RabbitMQ broker unreachable, trying the next broker");
+                settings.current_broker.store((i + 1) % n, Ordering::Relaxed);
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("at least two brokers tried"))
 }
 
 /// Text values of AMQP headers (strings and numbers), as the orchestrator sees them.

@@ -22,7 +22,7 @@
 
 use super::publish::publish_confirmed;
 use super::topology::{declare_work, ensure_queue};
-use super::{ATTEMPT_HEADER, AmqpError, AmqpSettings, QueueType, REASON_HEADER, connect, text_headers};
+use super::{ATTEMPT_HEADER, AmqpError, AmqpSettings, QueueType, REASON_HEADER, connect_any, text_headers};
 use crate::backoff::Backoff;
 use crate::ports::{Delivery, DeliveryId, KILLS_HEADER, MessageSource, Settlement, SourceError};
 use async_trait::async_trait;
@@ -461,7 +461,7 @@ async fn open(
     settings: &AmqpSettings,
     consumer_tag: &str,
 ) -> Result<(Connection, Channel, lapin::Consumer), AmqpError> {
-    let connection = connect(&settings.url, &settings.connection_name, Duration::from_secs(10)).await?;
+    let connection = connect_any(settings, &settings.connection_name, Duration::from_secs(10)).await?;
     declare_work(&connection, settings).await.map_err(AmqpError::channel("declaring the queues"))?;
     let channel = connection.create_channel().await.map_err(AmqpError::channel("opening a channel"))?;
     channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(AmqpError::channel("confirm.select"))?;

@@ -31,13 +31,18 @@
 //! by another program that follows the schema is matched against in full.
 
 mod failures;
+mod maintenance;
+mod maintenance_scripts;
 mod scripts;
+mod sentinel;
+
+pub use sentinel::SentinelSettings;
 
 use crate::config::ServiceUrl;
 use crate::face::Encoding;
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
-use crate::ports::{FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
+use crate::ports::{FaceIndex, Forgotten, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
@@ -60,6 +65,9 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
     /// After each write, wait for this many replicas to acknowledge it (Redis `WAIT`).
     pub wait_replicas: u32,
+    /// Find the primary through these sentinels (the URL's host and port are then unused;
+    /// its password and TLS still apply to the primary).
+    pub sentinel: Option<SentinelSettings>,
 }
 
 impl Default for RedisSettings {
@@ -70,6 +78,7 @@ impl Default for RedisSettings {
             log_max_len: 200_000,
             command_timeout: Duration::from_secs(10),
             wait_replicas: 0,
+            sentinel: None,
         }
     }
 }
@@ -114,12 +123,16 @@ impl RedisIndex {
             .map_err(|e| IndexError::Rejected(format!("REDIS_URL {}: {e}", settings.url)))?;
         // The schema fixes the databases; scripts SELECT them and return to 0.
         config.database = None;
+        if let Some(sentinel) = &settings.sentinel {
+            config.server = sentinel.server_config();
+        }
         let timeout = settings.command_timeout;
         let client = Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = timeout;
                 c.internal_command_timeout = timeout;
                 c.max_command_attempts = 2;
+                c.reconnect_errors = sentinel::RECONNECT_ERRORS.to_vec();
             })
             .with_performance_config(|p| p.default_command_timeout = timeout)
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
@@ -135,7 +148,11 @@ impl RedisIndex {
                 add_faces: Script::from_lua(scripts::add_faces()),
                 changes: Script::from_lua(scripts::changes()),
                 commit: Script::from_lua(scripts::commit()),
-                add_name: Script::from_lua(scripts::add_name()),
+                add_name: Script::from_lua(format!(
+                    "{}{}",
+                    maintenance_scripts::ADD_NAME_ERASED_GUARD,
+                    scripts::add_name()
+                )),
                 is_known: Script::from_lua(scripts::IS_KNOWN),
                 hash_of: Script::from_lua(scripts::HASH_OF),
                 image: Script::from_lua(scripts::IMAGE),
@@ -190,7 +207,16 @@ impl RedisIndex {
     }
 
     async fn run(&self, script: &Script, args: Vec<Value>) -> Result<Value, IndexError> {
-        script.evalsha_with_reload::<Value, _, _>(&self.client, Vec::<Key>::new(), args).await.map_err(classify)
+        let reply = script.evalsha_with_reload::<Value, _, _>(&self.client, Vec::<Key>::new(), args).await;
+        reply.map_err(|e| {
+            // fred reconnects by itself on a reply that starts with one of these codes; a
+            // script may pass one on inside its own error text, so reconnect here too.
+            if sentinel::is_failover_reply(e.details()) {
+                let client = self.client.clone();
+                tokio::spawn(async move { client.force_reconnection().await });
+            }
+            classify(e)
+        })
     }
 
     fn prefix(&self) -> Value {
@@ -256,7 +282,7 @@ impl RedisIndex {
             );
         }
         let mut faces = self.faces.write().expect("cache lock");
-        insert_pairs(&mut faces, items)?;
+        maintenance::apply_changes(&mut faces, items)?;
         *cursor = last;
         Ok((more, false))
     }
@@ -288,7 +314,10 @@ impl RedisIndex {
             let changes = parts.next().ok_or_else(|| malformed("store"))?;
             let (mut more, gap) = self.apply(changes, cursor)?;
             if gap {
-                tracing::warn!("this worker fell behind the trimmed change log; reloading the face cache");
+                tracing::warn!(
+                    "this worker's change-log position is not in the log (trimmed, or lost in a Redis \
+                     failover); reloading the face cache from db 3"
+                );
                 self.reload(cursor).await?;
             } else if !more {
                 *cursor = own_id;
@@ -418,6 +447,14 @@ impl FaceIndex for RedisIndex {
 
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
         self.get_failure(hash).await
+    }
+
+    async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {
+        self.forget_images(hashes).await
+    }
+
+    async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
+        self.find_cached(faces, tolerance).await
     }
 
     async fn ping(&self) -> Result<(), IndexError> {

@@ -55,10 +55,10 @@ end
 local function changes(p, cursor, stop, count)
   local stream = p .. 'facerec:faces'
   local gap = 0
-  if cursor ~= '0-0' then
-    local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-    if #first > 0 and id_lt(cursor, first[1][1]) then gap = 1 end
-  end
+  -- The caller's position must still be in the log: trimmed away, or lost with a primary
+  -- that died before its replica had it (the cache then holds images this server never
+  -- had), the caller cannot catch up entry by entry and reloads from db 3.
+  if cursor ~= '0-0' and #redis.call('XRANGE', stream, cursor, cursor) == 0 then gap = 1 end
   local entries = redis.call('XRANGE', stream, '(' .. cursor, '+', 'COUNT', count + 1)
   local out = {cursor, 0, gap, 0}
   local n = 0

@@ -168,4 +168,14 @@ impl FaceIndex for DownIndex {
     async fn failure(&self, _: &ImageHash) -> Result<Option<facerec::ports::ImageFailure>, IndexError> {
         Err(IndexError::Unavailable("connection refused".into()))
     }
+    async fn forget(&self, _: &[ImageHash]) -> Result<facerec::ports::Forgotten, IndexError> {
+        Err(IndexError::Unavailable("down".into()))
+    }
+    async fn find_faces(
+        &self,
+        _: &[facerec::face::Encoding],
+        _: f64,
+    ) -> Result<Vec<facerec::ports::ImageMatch>, IndexError> {
+        Err(IndexError::Unavailable("down".into()))
+    }
 }

@@ -1,0 +1,163 @@
+//! `facerec forget HASH|NAME... [--face PHOTO]`: erase images, or every image of one
+//! person, from Redis, and say what was erased.
+//!
+//! Audit: one line on stderr (`audit: forget ...`) with the erased hashes and counts, never
+//! names' contents beyond what stdout shows, never encodings or image data. stderr rather
+//! than the logs exchange: the command is run by an operator whose shell history or job
+//! log keeps it, and it needs no broker.
+
+use super::connection_args::RedisArgs;
+use super::encoder_args::EncoderArgs;
+use crate::app;
+use crate::hash::ImageHash;
+use crate::log_lines::escape;
+use crate::ports::{FaceIndex, Forgotten};
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// Erase images (by hash or name), or every image showing a face of a photo.
+#[derive(Debug, clap::Args)]
+pub struct ForgetArgs {
+    /// Image hashes or names to erase.
+    pub images: Vec<String>,
+    /// Also erase every stored image with a face within --tolerance of a face in this photo.
+    #[arg(long, value_name = "PHOTO")]
+    pub face: Option<PathBuf>,
+    /// Distance for --face (stricter than the matching tolerance: erase only the person).
+    #[arg(long, default_value_t = 0.5)]
+    pub tolerance: f64,
+    /// Show what would be erased, erase nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Encodings recorded by `facerec record` to use for --face instead of dlib.
+    #[arg(long, env = "FACEREC_ENCODINGS", value_name = "FILE")]
+    pub encodings: Option<PathBuf>,
+    /// Encoder for --face.
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    /// Redis.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+#[derive(Serialize)]
+struct Target {
+    hash: ImageHash,
+    names: Vec<String>,
+    faces: usize,
+    matches: usize,
+}
+
+#[derive(Serialize)]
+struct Out {
+    dry_run: bool,
+    /// What was found before erasing.
+    targets: Vec<Target>,
+    /// What the erase reported (absent on a dry run).
+    result: Option<Forgotten>,
+    /// Arguments that named no stored image.
+    not_found: Vec<String>,
+}
+
+/// Runs the command.
+pub async fn run(args: ForgetArgs) -> anyhow::Result<()> {
+    if args.images.is_empty() && args.face.is_none() {
+        bail!("name at least one image (hash or name), or --face PHOTO");
+    }
+    let settings = args.redis.settings()?;
+    let url = settings.url.clone();
+    let index = app::redis_index(settings).await.with_context(|| format!("Redis at {url}"))?;
+    let mut hashes: BTreeSet<ImageHash> = BTreeSet::new();
+    let mut not_found = Vec::new();
+    for arg in &args.images {
+        match index.hash_of(arg).await? {
+            Some(h) => {
+                hashes.insert(h);
+            }
+            None => match ImageHash::parse(arg) {
+                // A hash with nothing stored is still erased: half-written leftovers go too.
+                Ok(h) => {
+                    if index.image(&h).await?.is_none() {
+                        not_found.push(arg.clone());
+                    }
+                    hashes.insert(h);
+                }
+                Err(_) => not_found.push(arg.clone()),
+            },
+        }
+    }
+    if let Some(photo) = &args.face {
+        let bytes = std::fs::read(photo).with_context(|| format!("reading {}", photo.display()))?;
+        let encoder = app::encoder(&args.encoder.choice(args.encodings.as_deref()))?;
+        let image = encoder.encode(&ImageHash::of_bytes(&bytes), &bytes).await?;
+        if image.faces.is_empty() {
+            bail!("no face found in {}", photo.display());
+        }
+        let faces: Vec<_> = image.faces.iter().map(|f| f.encoding).collect();
+        hashes.extend(index.find_faces(&faces, args.tolerance).await?.into_iter().map(|m| m.hash));
+    }
+    let mut targets = Vec::new();
+    for hash in &hashes {
+        if let Some(r) = index.image(hash).await? {
+            targets.push(Target {
+                hash: hash.clone(),
+                names: r.names.into_iter().collect(),
+                faces: r.faces.len(),
+                matches: r.matches.len(),
+            });
+        }
+    }
+    let hashes: Vec<ImageHash> = hashes.into_iter().collect();
+    let result = if args.dry_run { None } else { Some(index.forget(&hashes).await?) };
+    if let Some(done) = &result {
+        let faces: usize = done.erased.iter().map(|e| e.faces).sum();
+        let names: usize = done.erased.iter().map(|e| e.names.len()).sum();
+        let erased: Vec<&str> = done.erased.iter().map(|e| e.hash.as_str()).collect();
+        eprintln!(
+            "audit: forget erased {} images ({} faces, {} names), {} unknown: {}",
+            done.erased.len(),
+            faces,
+            names,
+            done.unknown.len(),
+            erased.join(" ")
+        );
+    }
+    let out = Out { dry_run: args.dry_run, targets, result, not_found };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_text(&out);
+    }
+    index.close().await;
+    Ok(())
+}
+
+fn print_text(out: &Out) {
+    let verb = if out.dry_run { "would erase" } else { "erasing" };
+    println!("{verb} {} images:", out.targets.len());
+    for t in &out.targets {
+        let names: Vec<String> = t.names.iter().map(|n| escape(n).into_owned()).collect();
+        println!("  {}  {} faces, {} matches  {}", t.hash, t.faces, t.matches, names.join(", "));
+    }
+    for arg in &out.not_found {
+        println!("not found: {}", escape(arg));
+    }
+    if let Some(done) = &out.result {
+        let faces: usize = done.erased.iter().map(|e| e.faces).sum();
+        let links: usize = done.erased.iter().map(|e| e.matches).sum();
+        println!(
+            "erased {} images: {faces} faces, {links} links; {} already absent",
+            done.erased.len(),
+            done.unknown.len()
+        );
+        for e in &done.erased {
+            let names: Vec<String> = e.names.iter().map(|n| escape(n).into_owned()).collect();
+            println!("  {}  {}", e.hash, names.join(", "));
+        }
+    }
+}
