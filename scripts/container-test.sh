@@ -35,8 +35,6 @@
 #
 # Checks are one function each (check_*), run in the order of CHECKS below; the first
 # failure stops the run with the check's name and the logs of the container involved.
-# check_api (`facerec api` from the image) is written but not in CHECKS: the subcommand
-# does not exist yet.
 # Containers, queues, exchanges and Redis keys made by a run are removed when it ends.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -383,7 +381,7 @@ CHECKS=(
   check_worker_starts
   check_worker_probes
   check_worker_results
-  # check_api goes here once `facerec api` exists (it needs the worker's results above).
+  check_api
   check_worker_stops_on_sigterm
   check_start_without_models
 )
@@ -419,6 +417,7 @@ check_image_config() {
   say "user|ports|entrypoint|cmd: $got"
   [[ $got == '10001:10001|'* ]] || fail "image user is not 10001:10001: $got"
   [[ $got == *'"8080/tcp"'* ]] || fail "image does not expose 8080 (/healthz, /readyz, /metrics): $got"
+  [[ $got == *'"5000/tcp"'* ]] || fail "image does not expose 5000 (facerec api): $got"
   [[ $got == *'|["facerec"]|["worker"]' ]] || fail "entrypoint/cmd are not facerec worker: $got"
   local label value
   for label in title description source licenses version revision; do
@@ -513,15 +512,52 @@ check_worker_results() {
     fail "databases 1-4 differ from facerec scan --json or the recorded encodings (MISMATCH lines above)"
 }
 
-# Not in CHECKS yet: there is no `facerec api` subcommand. Once there is, add it to CHECKS
-# (where the comment says), EXPOSE its port in the Dockerfile and check it in
-# check_image_config, and replace the body: run `facerec api` from the image with
-# start_container "$RUN-api" "${SECURE_FLAGS[@]}" ... "$IMAGE" api (the same RabbitMQ
-# names and --redis-key-prefix "$KEY_PREFIX"), set FAIL_LOGS to it, check POST /scan/image
-# and /match against the worker's results (databases 1-4, $WORK/scan.json), then that
-# `podman stop` ends it in under 10 s with exit 0, as for the worker.
+# `facerec api` from the image, hardened like the worker and on the same names: POST
+# /scan/image (the course's route) with a sample answers its SHA-256, GET /match answers
+# exactly the names databases 2 and 4 hold for it (after check_worker_results stored the
+# samples), and `podman stop` ends it in under 10 s with exit 0.
 check_api() {
-  fail "facerec api does not exist yet: check_api has nothing to check"
+  local api="$RUN-api" port sample=obama.jpg want reply names t0 ms code
+  port=$(free_port)
+  FAIL_LOGS=$api
+  start_container "$api" "${SECURE_FLAGS[@]}" \
+    -e FACEREC_API_ADDR="127.0.0.1:$port" -e FACEREC_HOSTNAME="$RUN" \
+    -e RABBITMQ_HOST=127.0.0.1 -e RABBITMQ_PORT="$RABBITMQ_PORT" \
+    -e REDIS_HOST=127.0.0.1 -e REDIS_PORT="$REDIS_PORT" \
+    "$IMAGE" api "${NAME_FLAGS[@]}" --redis-key-prefix "$KEY_PREFIX"
+  local deadline=$((SECONDS + 30))
+  until curl -fsS --max-time 5 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+    [[ $(podman inspect --format '{{.State.Running}}' "$api") == true ]] ||
+      fail "the api container exited (code $(podman inspect --format '{{.State.ExitCode}}' "$api")): $(podman logs "$api" 2>&1 | tail -n 1)"
+    ((SECONDS < deadline)) || fail "/readyz of the api not 200 after 30 s"
+    sleep 0.3
+  done
+  want=$(sha256sum <"$FACEREC_IMAGES/$sample" | cut -d' ' -f1)
+  reply=$(curl -fsS --max-time 15 -H 'Content-Type: image/jpg' --data-binary "@$FACEREC_IMAGES/$sample" \
+    "http://127.0.0.1:$port/scan/image/$sample") || fail "POST /scan/image/$sample failed"
+  [[ $("$PY" -c 'import json,sys; print(json.load(sys.stdin)["hash"])' <<<"$reply") == "$want" ]] ||
+    fail "POST /scan/image/$sample answered $reply, not the hash $want"
+  reply=$(curl -fsS --max-time 10 "http://127.0.0.1:$port/match/$want") || fail "GET /match/$want failed"
+  names=$(REDIS_PORT=$REDIS_PORT "$PY" - "$KEY_PREFIX" "$want" "$reply" <<'PYEOF'
+import json, os, sys
+import redis
+prefix, image, reply = sys.argv[1:4]
+db = lambda n: redis.Redis(host="127.0.0.1", port=int(os.environ["REDIS_PORT"]), db=n)
+others = [o.decode() for o in db(4).smembers(prefix + image)]
+want = sorted({n.decode() for o in others for n in db(2).smembers(prefix + o)})
+got = json.loads(reply)
+if not want or got != want:
+    sys.exit(f"/match answered {got}, databases 2 and 4 say {want}")
+print(len(want))
+PYEOF
+  ) || fail "$names"
+  t0=$(date +%s%N)
+  podman stop -t 10 "$api" >/dev/null
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  code=$(podman inspect --format '{{.State.ExitCode}}' "$api")
+  ((code == 0)) || fail "after SIGTERM the api exited with code $code (137: killed after 10 s)"
+  ((ms < 10000)) || fail "the api took $ms ms to stop"
+  say "POST /scan/image answered the hash; /match the $names names databases 2 and 4 hold; stopped (exit 0) $ms ms after SIGTERM"
 }
 
 check_worker_stops_on_sigterm() {
