@@ -198,6 +198,15 @@ pub struct ImageFailure {
     pub at: u64,
 }
 
+/// One page of stored images, newest first ([`FaceIndex::recent`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePage {
+    /// Hashes of complete images, newest first, no repeats within the page.
+    pub hashes: Vec<ImageHash>,
+    /// Opaque position of the next (older) page; `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// One image an erase removed, as it was just before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErasedImage {
@@ -295,6 +304,13 @@ pub trait FaceIndex: Send + Sync {
     /// See [`IndexError`].
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError>;
 
+    /// Complete images, newest first: at most `limit`, older than `cursor` (a
+    /// [`ImagePage::next`] from an earlier call; `None`: from the newest).
+    ///
+    /// # Errors
+    /// [`IndexError::Rejected`] for a cursor this index never gave out; see [`IndexError`].
+    async fn recent(&self, limit: usize, cursor: Option<String>) -> Result<ImagePage, IndexError>;
+
     /// Erases images everywhere the index keeps anything about them: names (only those
     /// still pointing to the image), faces, matches in both directions, distances and
     /// records. Afterwards no `add_image` of another image matches them, in this process
@@ -387,6 +403,9 @@ impl<T: FaceIndex + ?Sized> FaceIndex for std::sync::Arc<T> {
     }
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
         (**self).failure(hash).await
+    }
+    async fn recent(&self, limit: usize, cursor: Option<String>) -> Result<ImagePage, IndexError> {
+        (**self).recent(limit, cursor).await
     }
     async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {
         (**self).forget(hashes).await

@@ -163,6 +163,10 @@ impl<I: FaceIndex> FaceIndex for FlakyIndex<I> {
         self.inner.failure(hash).await
     }
 
+    async fn recent(&self, limit: usize, cursor: Option<String>) -> Result<facerec::ports::ImagePage, IndexError> {
+        self.inner.recent(limit, cursor).await
+    }
+
     // Erasure is forwarded untouched: no fault injection or recording (not a pipeline step).
     async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {
         self.inner.forget(hashes).await

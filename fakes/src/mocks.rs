@@ -42,6 +42,7 @@ mockall::mock! {
         async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
         async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError>;
         async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError>;
+        async fn recent(&self, limit: usize, cursor: Option<String>) -> Result<facerec::ports::ImagePage, IndexError>;
         async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError>;
         async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
         async fn ping(&self) -> Result<(), IndexError>;

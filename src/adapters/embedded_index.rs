@@ -11,7 +11,9 @@
 use crate::face::Encoding;
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
-use crate::ports::{ErasedImage, FaceIndex, Forgotten, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
+use crate::ports::{
+    ErasedImage, FaceIndex, Forgotten, ImageFailure, ImageMatch, ImagePage, ImageRecord, IndexError, NewImage,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -38,6 +40,8 @@ struct State {
     faces: FaceSet,
     /// Dead-lettered images (in memory only: not journaled, the journal format stays v1).
     failures: HashMap<ImageHash, ImageFailure>,
+    /// Images in the order they were first stored (erased ones are skipped on reading).
+    order: Vec<ImageHash>,
 }
 
 /// A journal record: exactly one completed index write.
@@ -279,6 +283,9 @@ fn apply(state: &mut State, record: Record) {
                     other.matches.insert(hash.clone(), m.distance);
                 }
             }
+            if !state.images.contains_key(&hash) {
+                state.order.push(hash.clone());
+            }
             let entry = state.images.entry(hash.clone()).or_default();
             entry.faces = faces;
             entry.fingerprint = Some(fingerprint);
@@ -341,6 +348,30 @@ impl FaceIndex for EmbeddedIndex {
 
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
         Ok(self.state.read().expect("index lock poisoned").failures.get(hash).cloned())
+    }
+
+    /// The cursor is a position in the store order.
+    async fn recent(&self, limit: usize, cursor: Option<String>) -> Result<ImagePage, IndexError> {
+        let state = self.state.read().expect("index lock poisoned");
+        let end = match cursor.as_deref() {
+            None => state.order.len(),
+            Some(c) => c
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= state.order.len())
+                .ok_or_else(|| IndexError::Rejected(format!("bad cursor {c:?}")))?,
+        };
+        let mut page = ImagePage::default();
+        let mut at = end;
+        while at > 0 && page.hashes.len() < limit {
+            at -= 1;
+            let hash = &state.order[at];
+            if state.images.get(hash).is_some_and(|e| !e.names.is_empty()) && !page.hashes.contains(hash) {
+                page.hashes.push(hash.clone());
+            }
+        }
+        page.next = (at > 0).then(|| at.to_string());
+        Ok(page)
     }
 
     async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {

@@ -71,6 +71,9 @@ impl FaceIndex for LateIndex {
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
         self.get()?.failure(hash).await
     }
+    async fn recent(&self, limit: usize, cursor: Option<String>) -> Result<crate::ports::ImagePage, IndexError> {
+        self.get()?.recent(limit, cursor).await
+    }
     async fn forget(&self, hashes: &[ImageHash]) -> Result<crate::ports::Forgotten, IndexError> {
         self.get()?.forget(hashes).await
     }

@@ -154,3 +154,30 @@ async fn a_failure_is_recorded_in_db0_with_an_expiry_and_the_seed_databases_are_
     assert!(ttl > 29 * 24 * 3600, "expires in 30 days, ttl {ttl}");
     cleanup(&names).await;
 }
+
+#[tokio::test]
+async fn recent_images_are_newest_first_in_pages_and_erased_ones_drop_out() {
+    let names = Names::new("recent");
+    let batch = Batch::new(5, 2, 3);
+    let idx = index(&names).await;
+    for img in &batch.recording.images {
+        let faces: Vec<Encoding> = img.faces.iter().map(|f| f.encoding).collect();
+        idx.add_image(&new_image(&img.hash, &img.name, &faces), 0.6).await.unwrap();
+    }
+    let newest_first: Vec<ImageHash> = batch.recording.images.iter().rev().map(|i| i.hash.clone()).collect();
+    let (mut seen, mut cursor) = (Vec::new(), None);
+    loop {
+        let page = idx.recent(2, cursor).await.unwrap();
+        assert!(page.hashes.len() <= 2);
+        seen.extend(page.hashes);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, newest_first);
+    idx.forget(std::slice::from_ref(&newest_first[0])).await.unwrap();
+    assert_eq!(idx.recent(10, None).await.unwrap().hashes, newest_first[1..].to_vec());
+    assert!(idx.recent(10, Some("nonsense".into())).await.is_err());
+    cleanup(&names).await;
+}

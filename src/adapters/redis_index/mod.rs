@@ -33,6 +33,7 @@
 mod failures;
 mod maintenance;
 mod maintenance_scripts;
+mod recent;
 mod scripts;
 mod sentinel;
 
@@ -447,6 +448,10 @@ impl FaceIndex for RedisIndex {
 
     async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError> {
         self.get_failure(hash).await
+    }
+
+    async fn recent(&self, limit: usize, cursor: Option<String>) -> Result<crate::ports::ImagePage, IndexError> {
+        self.recent_images(limit, cursor.as_deref()).await
     }
 
     async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {

@@ -168,6 +168,9 @@ impl FaceIndex for DownIndex {
     async fn failure(&self, _: &ImageHash) -> Result<Option<facerec::ports::ImageFailure>, IndexError> {
         Err(IndexError::Unavailable("connection refused".into()))
     }
+    async fn recent(&self, _: usize, _: Option<String>) -> Result<facerec::ports::ImagePage, IndexError> {
+        Err(IndexError::Unavailable("connection refused".into()))
+    }
     async fn forget(&self, _: &[ImageHash]) -> Result<facerec::ports::Forgotten, IndexError> {
         Err(IndexError::Unavailable("down".into()))
     }

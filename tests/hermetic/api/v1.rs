@@ -116,3 +116,37 @@ async fn a_dead_lettered_image_is_failed_with_the_workers_reason() {
     assert_eq!(v["status"], "done");
     assert!(v.get("reason").is_none(), "{v}");
 }
+
+#[tokio::test]
+async fn the_image_list_is_newest_first_in_pages_with_a_cursor() {
+    let front = Front::new();
+    let files = ["obama.jpg", "obama2.jpg", "biden.jpg", "obama3.jpg", "32bit.png"];
+    for f in files {
+        front.store(f, &[f]).await;
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/images?limit=2".to_owned();
+    loop {
+        let r = front.get(&uri).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let v = r.json();
+        let page = v["images"].as_array().unwrap();
+        assert!(page.len() <= 2);
+        for image in page {
+            assert_eq!(image["status"], "done");
+            seen.push(image["names"][0].as_str().unwrap().to_owned());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/v1/images?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    let newest_first: Vec<&str> = files.iter().rev().copied().collect();
+    assert_eq!(seen, newest_first);
+    let v = front.get("/api/v1/images").await.json();
+    assert_eq!(v["images"].as_array().unwrap().len(), 5);
+    assert!(v.get("next_cursor").is_none(), "{v}");
+    for bad in ["limit=0", "limit=101", "limit=x", "cursor=nonsense", "cursor=999"] {
+        front.get(&format!("/api/v1/images?{bad}")).await.assert_problem(StatusCode::BAD_REQUEST);
+    }
+}
