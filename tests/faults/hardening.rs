@@ -5,15 +5,15 @@
 use crate::own_redis::OwnRedis;
 use crate::{FACEREC, SERIAL};
 use facerec::adapters::amqp::{REASON_HEADER, text_headers};
-use facerec_fakes::testkit::servers::{cleanup, count_keys, publish, queue_len, rabbit, stored};
+use facerec_fakes::testkit::servers::{cleanup, count_keys, publish, publish_undeclared, queue_len, rabbit, stored};
 use facerec_fakes::testkit::{Batch, Names, Worker, wait_until};
 use futures::StreamExt as _;
 use lapin::options::{
-    BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Confirmation, Connection, ExchangeKind};
+use lapin::{BasicProperties, Connection, ExchangeKind};
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
@@ -28,26 +28,6 @@ async fn dead_reasons(names: &Names) -> Vec<String> {
     }
     let _ = conn.close(200, "bye".into()).await;
     reasons
-}
-
-/// Publishes to the work exchange without declaring anything (the helper's `publish`
-/// declares the dead-letter queue too).
-async fn publish_raw(names: &Names, bodies: &[Vec<u8>]) {
-    let conn = rabbit().await;
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    for body in bodies {
-        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
-        let properties = BasicProperties::default().with_delivery_mode(2);
-        let confirm = ch
-            .basic_publish(names.exchange.as_str().into(), names.queue.as_str().into(), options, body, properties)
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        assert_eq!(confirm, Confirmation::Ack(None));
-    }
-    let _ = conn.close(200, "bye".into()).await;
 }
 
 /// Every progress line the worker publishes, from a queue of the test's own bound to the
@@ -180,7 +160,7 @@ async fn a_deleted_dead_letter_queue_strands_nothing() {
     let mut messages = vec![b"{not json".to_vec(), b"{still not json".to_vec()];
     messages.extend(batch.messages());
     let started = Instant::now();
-    publish_raw(&names, &messages).await;
+    publish_undeclared(&names, messages.into_iter().map(|m| (m, BasicProperties::default())).collect()).await;
     wait_until("the valid image behind two malformed ones stored", Duration::from_secs(30), || async {
         stored(&names).await == 1
     })

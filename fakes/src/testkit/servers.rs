@@ -141,6 +141,14 @@ pub async fn publish_with(names: &Names, messages: Vec<(Vec<u8>, BasicProperties
     let conn = rabbit().await;
     // Declared as the worker declares it, so messages published before it starts are kept.
     facerec::adapters::amqp::topology::declare_work(&conn, &names.amqp_settings()).await.unwrap();
+    let _ = conn.close(200, "bye".into()).await;
+    publish_undeclared(names, messages).await;
+}
+
+/// Publishes to the test's exchange without declaring anything (drills that removed a
+/// queue on purpose), persistent, with confirms; every message must reach a queue.
+pub async fn publish_undeclared(names: &Names, messages: Vec<(Vec<u8>, BasicProperties)>) {
+    let conn = rabbit().await;
     let ch = conn.create_channel().await.unwrap();
     ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
     for (body, props) in messages {

@@ -15,8 +15,9 @@ use crate::ports::{ErasedImage, Forgotten, ImageMatch, IndexError};
 use fred::prelude::*;
 use fred::types::scripts::Script;
 
-/// Applies change-log pairs `hash, {encodings}` to the cache: faces are added, and an
-/// image with none left in db 3 is dropped. Returns how many values were not encodings.
+/// Applies `hash, {encodings}` pairs (a load page or change-log entries) to the cache:
+/// faces are added, and an image with none left in db 3 is dropped. Returns how many values
+/// were not encodings.
 pub(super) fn apply_changes(faces: &mut FaceSet, mut items: impl Iterator<Item = Value>) -> Result<usize, IndexError> {
     let mut skipped = 0;
     while let Some(hash) = items.next() {

@@ -239,14 +239,14 @@ impl RedisIndex {
             let mut items = array(page)?.into_iter();
             scan = items.next().as_ref().and_then(text).ok_or_else(|| malformed("load page"))?;
             if scan == "0" {
-                skipped += insert_pairs(&mut fresh, items)?;
+                skipped += maintenance::apply_changes(&mut fresh, items)?;
                 break;
             }
             // The next page is requested before this one is parsed, so Redis builds it while
             // this thread converts and inserts (docs/PERFORMANCE.md: load time).
             let mut next = std::pin::pin!(load_page(&scan));
             let first = futures::poll!(next.as_mut());
-            skipped += insert_pairs(&mut fresh, items)?;
+            skipped += maintenance::apply_changes(&mut fresh, items)?;
             page = match first {
                 std::task::Poll::Ready(page) => page?,
                 std::task::Poll::Pending => next.await?,
@@ -470,22 +470,6 @@ impl FaceIndex for RedisIndex {
         self.client.custom::<Value, Value>(fred::cmd!("PING"), Vec::new()).await.map_err(unavailable)?;
         Ok(())
     }
-}
-
-/// Inserts `hash, {encodings}` pairs; returns how many values were not encodings.
-fn insert_pairs(faces: &mut FaceSet, mut items: impl Iterator<Item = Value>) -> Result<usize, IndexError> {
-    let mut skipped = 0;
-    while let Some(hash) = items.next() {
-        let encodings = array(items.next().ok_or_else(|| malformed("hash without encodings"))?)?;
-        let Some(hash) = text(&hash).and_then(|h| ImageHash::parse(&h).ok()) else {
-            skipped += encodings.len();
-            continue;
-        };
-        let parsed: Vec<Encoding> = encodings.iter().filter_map(|v| Encoding::from_le_bytes(bytes(v)?)).collect();
-        skipped += encodings.len() - parsed.len();
-        faces.insert(&hash, &parsed);
-    }
-    Ok(skipped)
 }
 
 fn array(v: Value) -> Result<Vec<Value>, IndexError> {
