@@ -1,6 +1,8 @@
-//! `/api/v1`: submit images and URLs, list images, read an image's record and its matches; the OpenAPI
+//! `/api/v1`: submit images and URLs, list images, read an image's record and its matches,
+//! erase an image; the OpenAPI
 //! 3.1 document at `/api/v1/openapi.json` is generated from these handlers ([`openapi`]).
 
+pub mod erase;
 pub mod images;
 pub mod list;
 pub mod openapi;
@@ -15,7 +17,7 @@ pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route("/api/v1/images", post(images::submit_image).get(list::list))
         .route("/api/v1/urls", post(images::submit_url))
-        .route("/api/v1/images/{hash}", get(images::image))
+        .route("/api/v1/images/{hash}", get(images::image).delete(erase::erase))
         .route("/api/v1/images/{hash}/matches", get(images::matches))
         .route("/api/v1/openapi.json", get(openapi::document))
 }

@@ -139,6 +139,7 @@ async fn the_token_guards_the_api_routes_and_leaves_health_open() {
         ("GET", "/match/abc"),
         ("POST", "/api/v1/images?name=a"),
         ("GET", "/api/v1/images/abc"),
+        ("DELETE", "/api/v1/images/abc"),
         ("GET", "/api/v1/openapi.json"),
     ] {
         for auth in

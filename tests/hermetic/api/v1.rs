@@ -1,7 +1,8 @@
 //! `/api/v1`: submissions, records with status, matches nearest first, the OpenAPI document.
 
 use super::{Front, png};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
 use facerec::hash::ImageHash;
 use serde_json::json;
 
@@ -149,4 +150,38 @@ async fn the_image_list_is_newest_first_in_pages_with_a_cursor() {
     for bad in ["limit=0", "limit=101", "limit=x", "cursor=nonsense", "cursor=999"] {
         front.get(&format!("/api/v1/images?{bad}")).await.assert_problem(StatusCode::BAD_REQUEST);
     }
+}
+
+#[tokio::test]
+async fn delete_erases_an_image_everywhere_idempotently_with_an_audit_line_without_names() {
+    let front = Front::new();
+    let obama = front.store("obama.jpg", &["obama.jpg", "secret-name.jpg"]).await;
+    let obama2 = front.store("obama2.jpg", &["obama2.jpg"]).await;
+    let before = front.get(&format!("/api/v1/images/{obama2}/matches")).await.json();
+    assert!(before.as_array().unwrap().iter().any(|m| m["hash"] == obama.as_str()), "{before}");
+
+    let delete = |hash: String| Request::delete(format!("/api/v1/images/{hash}")).body(Body::empty()).unwrap();
+    let r = front.call(delete(obama.to_string())).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!({"hash": obama.as_str(), "erased": true, "names": ["obama.jpg", "secret-name.jpg"], "faces": 1,
+               "matches": r.json()["matches"]})
+    );
+    assert!(r.json()["matches"].as_u64().unwrap() >= 1);
+    // Gone from its record, from the other image's matches, from the course's routes.
+    assert_eq!(front.get(&format!("/api/v1/images/{obama}")).await.json()["status"], "unknown");
+    let after = front.get(&format!("/api/v1/images/{obama2}/matches")).await.json();
+    assert!(!after.as_array().unwrap().iter().any(|m| m["hash"] == obama.as_str()), "{after}");
+    assert_eq!(front.get(&format!("/match/{obama2}")).await.json(), json!([]));
+    // Idempotent: a second erase says it was unknown.
+    let again = front.call(delete(obama.to_string())).await;
+    assert_eq!((again.status, again.json()["erased"].clone()), (StatusCode::OK, json!(false)));
+    // Audited on the logs exchange with the hash and counts, never the names.
+    let lines: Vec<String> = front.logs.lines().into_iter().map(|(_, l)| l).filter(|l| l.contains("erase:")).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains(obama.as_str()) && lines[0].contains("2 names, 1 faces"), "{lines:?}");
+    assert!(lines.iter().all(|l| !l.contains("secret-name")), "{lines:?}");
+    // A bad hash is a 400 problem, never a 500.
+    front.call(delete("a%20b".into())).await.assert_problem(StatusCode::BAD_REQUEST);
 }
