@@ -5,6 +5,7 @@ mod api;
 mod dedupe;
 mod failures;
 mod hardening;
+mod listener;
 mod log_lines;
 mod matching;
 mod replay;
