@@ -329,6 +329,23 @@ pub trait FaceIndex: Send + Sync {
     /// See [`IndexError`].
     async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
 
+    /// Every name (db 2) of every image sharing a face with `hash` (db 4): the course's
+    /// `GET /match/{hash}`. Empty for an unknown image. The default reads each record;
+    /// a remote store answers it in one round trip.
+    ///
+    /// # Errors
+    /// See [`IndexError`].
+    async fn match_names(&self, hash: &ImageHash) -> Result<BTreeSet<String>, IndexError> {
+        let Some(record) = self.image(hash).await? else { return Ok(BTreeSet::new()) };
+        let mut names = BTreeSet::new();
+        for m in &record.matches {
+            if let Some(other) = self.image(&m.hash).await? {
+                names.extend(other.names);
+            }
+        }
+        Ok(names)
+    }
+
     /// A cheap round trip that says whether the store answers now. After a transient
     /// failure it tells an outage (pause, count no attempt) from a failure of the message.
     /// The default suits an in-process index, which is always reachable.
@@ -412,6 +429,9 @@ impl<T: FaceIndex + ?Sized> FaceIndex for std::sync::Arc<T> {
     }
     async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         (**self).find_faces(faces, tolerance).await
+    }
+    async fn match_names(&self, hash: &ImageHash) -> Result<BTreeSet<String>, IndexError> {
+        (**self).match_names(hash).await
     }
 
     async fn ping(&self) -> Result<(), IndexError> {

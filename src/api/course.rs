@@ -16,7 +16,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The three routes (the page is served by the main router, outside the token).
@@ -108,16 +107,7 @@ impl Api {
 
     /// Every name of every image sharing a face with `hash`, sorted.
     pub(super) async fn match_names(&self, hash: &ImageHash) -> Result<Vec<String>, Problem> {
-        let index = &self.ports.index;
-        let Some(record) = index.image(hash).await.map_err(|e| index_problem(self, &e))? else {
-            return Ok(Vec::new());
-        };
-        let mut names = BTreeSet::new();
-        for m in &record.matches {
-            if let Some(other) = index.image(&m.hash).await.map_err(|e| index_problem(self, &e))? {
-                names.extend(other.names);
-            }
-        }
+        let names = self.ports.index.match_names(hash).await.map_err(|e| index_problem(self, &e))?;
         Ok(names.into_iter().collect())
     }
 }

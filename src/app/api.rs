@@ -80,6 +80,12 @@ impl FaceIndex for LateIndex {
     async fn find_faces(&self, faces: &[crate::face::Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         self.get()?.find_faces(faces, tolerance).await
     }
+    async fn match_names(&self, hash: &ImageHash) -> Result<std::collections::BTreeSet<String>, IndexError> {
+        self.get()?.match_names(hash).await
+    }
+    async fn ping(&self) -> Result<(), IndexError> {
+        self.get()?.ping().await
+    }
 }
 
 struct Parts {

@@ -181,3 +181,41 @@ async fn recent_images_are_newest_first_in_pages_and_erased_ones_drop_out() {
     assert!(idx.recent(10, Some("nonsense".into())).await.is_err());
     cleanup(&names).await;
 }
+
+#[tokio::test]
+async fn match_names_is_every_name_of_every_linked_image_and_skips_foreign_keys() {
+    let names = Names::new("matchnames");
+    let batch = Batch::new(12, 3, 5);
+    let idx = index(&names).await;
+    for img in &batch.recording.images {
+        let faces: Vec<Encoding> = img.faces.iter().map(|f| f.encoding).collect();
+        idx.add_image(&new_image(&img.hash, &img.name, &faces), 0.6).await.unwrap();
+    }
+    // A second name on one image: every name counts, not just the first.
+    let second = &batch.recording.images[1];
+    idx.add_name(&second.hash, "second name.jpg").await.unwrap();
+    let state = dump(&names.prefix).await;
+    let db = |n: u8, key: &str| state.get(&(n, key.to_owned())).cloned().unwrap_or_default();
+    let mut linked_somewhere = 0;
+    for img in &batch.recording.images {
+        let expected: std::collections::BTreeSet<String> =
+            db(4, img.hash.as_str()).iter().flat_map(|other| db(2, other)).collect();
+        linked_somewhere += usize::from(!expected.is_empty());
+        assert_eq!(idx.match_names(&img.hash).await.unwrap(), expected, "{}", img.name);
+    }
+    assert!(linked_somewhere >= 6, "the batch must link images for this test to mean anything");
+    let unknown = ImageHash::of_bytes(b"never stored");
+    assert!(idx.match_names(&unknown).await.unwrap().is_empty());
+
+    // Another program's key of the wrong type (db 2 of a linked image) is skipped, not a 5xx.
+    let linked = &db(4, batch.recording.images[0].hash.as_str())[0];
+    let db2 = redis(2).await;
+    let key = format!("{}{}", names.prefix, linked);
+    let _: () = db2.del(&key).await.unwrap();
+    let _: () = db2.set(&key, "not a set", None, None, false).await.unwrap();
+    let first = batch.recording.images[0].hash.as_str();
+    let expected: std::collections::BTreeSet<String> =
+        db(4, first).iter().filter(|o| *o != linked).flat_map(|o| db(2, o)).collect();
+    assert_eq!(idx.match_names(&batch.recording.images[0].hash).await.unwrap(), expected);
+    cleanup(&names).await;
+}

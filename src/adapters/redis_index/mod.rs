@@ -97,6 +97,7 @@ struct Scripts {
     is_known: Script,
     hash_of: Script,
     image: Script,
+    match_names: Script,
     load_page: Script,
     last_id: Script,
     rollback: Script,
@@ -157,6 +158,7 @@ impl RedisIndex {
                 is_known: Script::from_lua(scripts::IS_KNOWN),
                 hash_of: Script::from_lua(scripts::HASH_OF),
                 image: Script::from_lua(scripts::IMAGE),
+                match_names: Script::from_lua(scripts::MATCH_NAMES),
                 load_page: Script::from_lua(scripts::LOAD_PAGE),
                 last_id: Script::from_lua(scripts::LAST_ID),
                 rollback: Script::from_lua(scripts::ROLLBACK),
@@ -435,6 +437,11 @@ impl FaceIndex for RedisIndex {
             .collect();
         matches.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.hash.cmp(&b.hash)));
         Ok(Some(ImageRecord { hash: hash.clone(), names, faces, matches, fingerprint }))
+    }
+
+    async fn match_names(&self, hash: &ImageHash) -> Result<BTreeSet<String>, IndexError> {
+        let reply = self.run(&self.scripts.match_names, vec![self.prefix(), hash.as_str().into()]).await?;
+        Ok(array(reply)?.iter().filter_map(text).collect())
     }
 
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {

@@ -254,6 +254,25 @@ local fp = redis.call('HGET', p .. 'facerec:image:' .. h, 'fingerprint')
 return {names, faces, matches, dist, fp}
 "#;
 
+/// Every name of every image sharing a face with one (the course's `/match`), in one
+/// round trip. Keys of another type (another program's) count as absent. ARGV: prefix,
+/// hash. Returns the names, possibly repeated.
+pub(super) const MATCH_NAMES: &str = r#"
+local p, h = ARGV[1], ARGV[2]
+redis.call('SELECT', 4)
+local matches = {}
+if redis.call('TYPE', p .. h)['ok'] == 'set' then matches = redis.call('SMEMBERS', p .. h) end
+redis.call('SELECT', 2)
+local names = {}
+for _, m in ipairs(matches) do
+  if redis.call('TYPE', p .. m)['ok'] == 'set' then
+    for _, n in ipairs(redis.call('SMEMBERS', p .. m)) do table.insert(names, n) end
+  end
+end
+redis.call('SELECT', 0)
+return names
+"#;
+
 /// One page of db 3 for the start-up load. ARGV: prefix, scan cursor, page size.
 /// Returns `{next_cursor, hash1, {enc...}, ...}`.
 pub(super) const LOAD_PAGE: &str = r#"
