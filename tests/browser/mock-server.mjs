@@ -8,7 +8,7 @@
 // distances; another decodable image gets no faces; an image whose header cannot be read fails
 // (dead-lettered, with a reason). The thumbnail is the submitted file itself (no decoder here).
 //
-//   node mock-server.mjs [--port 0] [--token T] [--delay MS] [--seed DIR]
+//   node mock-server.mjs [--port 0] [--token T] [--delay MS] [--seed DIR] [--no-thumbnails]
 // prints `listening on http://127.0.0.1:PORT/` once ready. Loopback only.
 
 import { createServer, get as httpGet } from "node:http";
@@ -116,7 +116,7 @@ function view(hash) {
     return {
       hash, status: "done", names: [...img.names].sort(), faces: img.faces.length, matches: img.matches.size,
       fingerprint: "mock", width: img.width, height: img.height,
-      boxes: img.faces.map((f) => ({ ...f.box, id: f.id })), thumbnail: true,
+      boxes: img.faces.map((f) => ({ ...f.box, id: f.id })), thumbnail: thumbnails,
     };
   }
   const base = { hash, names: [], faces: 0, matches: 0, fingerprint: null, boxes: [], thumbnail: false };
@@ -171,6 +171,7 @@ function process_(hash, name, bytes) {
 }
 
 const delay = Number(arg("delay", "700"));
+const thumbnails = !process.argv.includes("--no-thumbnails");
 
 function submit(hash, name, bytes) {
   if (!byHash.has(hash)) queued.add(hash);
@@ -412,7 +413,7 @@ async function api(req, res, url) {
       return json(res, 200, out);
     }
     if (seg[2] === "thumbnail" && method === "GET") {
-      if (!img) return problem(res, 404, `no thumbnail for ${hash}`);
+      if (!img || !thumbnails) return problem(res, 404, `no thumbnail for ${hash}`);
       res.writeHead(200, { "content-type": img.type, "cache-control": "private, max-age=31536000, immutable" });
       return res.end(img.thumb);
     }

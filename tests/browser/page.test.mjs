@@ -77,6 +77,28 @@ async function answerToken(page, token) {
   await dialog.getByRole("button", { name: "Use token" }).click();
 }
 
+/** Each face box sits where the API's box is, in proportion to the drawn picture (1% slack). */
+async function assertBoxesPlaced(pic, record) {
+  const frame = await pic.boundingBox();
+  const drawn = await pic.locator("[data-face]").evaluateAll((els) =>
+    els.map((e) => {
+      const r = e.getBoundingClientRect();
+      return { left: r.left, top: r.top, right: r.right, bottom: r.bottom };
+    }),
+  );
+  assert.equal(drawn.length, record.boxes.length);
+  record.boxes.forEach((b, i) => {
+    const d = drawn[i];
+    const near = (a, e, what) => assert.ok(Math.abs(a - e) < 0.01, `box ${i} ${what}: ${a.toFixed(4)} drawn, ${e.toFixed(4)} expected`);
+    near((d.left - frame.x) / frame.width, b.left / record.width, "left");
+    near((d.right - frame.x) / frame.width, b.right / record.width, "right");
+    near((d.top - frame.y) / frame.height, b.top / record.height, "top");
+    near((d.bottom - frame.y) / frame.height, b.bottom / record.height, "bottom");
+  });
+  const ratio = frame.width / frame.height;
+  assert.ok(Math.abs(ratio - record.width / record.height) < 0.02, `the picture keeps the image's shape: ${ratio}`);
+}
+
 function onlyLoopback(requests) {
   const outside = requests
     .map((r) => new URL(r.url()))
@@ -152,6 +174,17 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
   const row = page.locator(".upload.error", { hasText: "notes.txt" });
   await row.waitFor({ timeout: 15_000 });
   assert.ok((await row.textContent()).includes(detail), `the row says why: ${await row.textContent()}`);
+
+  // An image the workers cannot decode (a JPEG cut short): its card turns failed, with the reason.
+  const broken = join(dir, "broken.jpg");
+  writeFileSync(broken, readFileSync(file("obama.jpg")).subarray(0, 4096));
+  const brokenHash = hashOf(readFileSync(broken));
+  await page.locator("input[type=file]").setInputFiles(broken);
+  const failed = page.locator(`[data-hash="${brokenHash}"][data-status=failed]`);
+  await failed.waitFor({ timeout: SLOW });
+  const why = (await apiGet(BASE, `/api/v1/images/${brokenHash}`)).reason;
+  assert.ok(why && (await failed.textContent()).includes(why), `the card says why: ${await failed.textContent()}`);
+  assert.ok((await page.locator(".upload", { hasText: "broken.jpg" }).textContent()).includes(why));
   await page.screenshot({ path: join(SHOTS, "gallery-1280.png"), fullPage: true });
 
   // obama.jpg's page, reached with the keyboard: matches nearest first, 3 decimals, as the API says.
@@ -171,6 +204,7 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
   assert.deepEqual(distances, [...distances].sort((a, b) => a - b), "nearest first");
   const record = await apiGet(BASE, `/api/v1/images/${obama}`);
   assert.equal(await page.locator("figure [data-face]").count(), record.faces);
+  await assertBoxesPlaced(page.locator("figure .pic"), record);
   for (const name of record.names) assert.ok((await page.locator(".names").textContent()).includes(name));
   await page.screenshot({ path: join(SHOTS, "image-1280.png"), fullPage: true });
 
@@ -201,6 +235,7 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
   for (const [route, shot] of [["#/", "gallery-375.png"], [`#/image/${obama}`, "image-375.png"], ["#/people", "people-375.png"]]) {
     await page.evaluate((r) => (location.hash = r), route);
     await page.waitForTimeout(600);
+    await page.evaluate(() => window.scrollTo(0, 0));
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 375, `${route} is ${width} px wide at 375`);
     await page.screenshot({ path: join(SHOTS, shot), fullPage: true });
@@ -224,6 +259,22 @@ test("with a token the page asks for it once and keeps it for the tab", { timeou
   await page.reload();
   await page.locator("[data-hash][data-status=done]").first().waitFor({ timeout: 10_000 });
   assert.equal(await page.locator("#token-dialog").isVisible(), false, "asked again after a reload");
+  onlyLoopback(requests);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("without a thumbnail a card shows a placeholder with the boxes still in place", { timeout: SLOW, skip: Boolean(process.env.BASE) }, async () => {
+  const base = await mock("--no-thumbnails", "--seed", IMAGES, "--delay", "100");
+  const { context, page, requests, errors } = await open(375, 812);
+  await page.goto(`${base}/`);
+  const obama = hashOf(readFileSync(file("obama.jpg")));
+  const card = page.locator(`[data-hash="${obama}"]`);
+  await card.waitFor({ timeout: 10_000 });
+  assert.equal(await card.locator(".placeholder").count(), 1);
+  assert.equal(await card.locator("img").count(), 0);
+  await assertBoxesPlaced(card.locator(".pic"), await apiGet(base, `/api/v1/images/${obama}`, ""));
+  await page.screenshot({ path: join(SHOTS, "placeholder-375.png"), fullPage: true });
   onlyLoopback(requests);
   assert.deepEqual(errors, []);
   await context.close();
