@@ -22,7 +22,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const IMAGES = process.env.IMAGES || join(homedir(), ".cache", "facerec", "images");
 const SHOTS = process.env.SHOTS || join(here, "..", "..", "target", "browser");
 const FIRST = ["obama.jpg", "obama2.jpg", "obama3.jpg"];
-const REST = ["biden.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg", "32bit.png"];
+const REST = ["biden.jpg", "obama_partial_face.jpg", "32bit.png"];
+const ELSEWHERE = "obama_partial_face2.jpg"; // submitted by another client: reaches the page by the event stream
 const LAUNCH = {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -123,7 +124,8 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
   const { context, page, requests, errors } = await open();
 
   // First load: HTML + CSS + JS under 100 KB transferred, from a cold cache.
-  await page.goto(`${BASE}/`);
+  const doc = await page.goto(`${BASE}/`);
+  assert.match(doc.headers()["content-security-policy"] || "", /default-src 'self'/, "the page's CSP");
   if (TOKEN) await answerToken(page, TOKEN);
   await page.locator("#gallery-state:not([data-kind=loading])").waitFor();
   const first = [...requests].filter((r) => ["document", "stylesheet", "script"].includes(r.resourceType()));
@@ -137,7 +139,7 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
   assert.ok(transferred < 100 * 1024, `first load transferred ${transferred} bytes`);
 
   // Three images through the file input: cards at once, then done with their face boxes.
-  const hashes = Object.fromEntries([...FIRST, ...REST].map((n) => [n, hashOf(readFileSync(file(n)))]));
+  const hashes = Object.fromEntries([...FIRST, ...REST, ELSEWHERE].map((n) => [n, hashOf(readFileSync(file(n)))]));
   await page.locator("input[type=file]").setInputFiles(FIRST.map(file));
   for (const name of FIRST) {
     const card = page.locator(`[data-hash="${hashes[name]}"]`);
@@ -157,9 +159,17 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
     assert.match(await card.textContent(), new RegExp(`${record.faces} faces?`));
   }
 
-  // The rest of the samples, so obama.jpg has several matches at several distances.
+  // The rest of the samples, so obama.jpg has several matches at several distances; one sent
+  // by another client, which only the event stream tells the page about.
+  await page.locator("#live.on").waitFor({ timeout: 10_000 });
+  const other = await fetch(`${BASE}/api/v1/images?name=${ELSEWHERE}`, {
+    method: "POST", body: readFileSync(file(ELSEWHERE)), headers: TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {},
+  });
+  assert.equal(other.status, 202);
   await page.locator("input[type=file]").setInputFiles(REST.map(file));
-  for (const name of REST) await page.locator(`[data-hash="${hashes[name]}"][data-status=done]`).waitFor({ timeout: SLOW });
+  for (const name of [...REST, ELSEWHERE]) {
+    await page.locator(`[data-hash="${hashes[name]}"][data-status=done]`).waitFor({ timeout: SLOW });
+  }
 
   // A text file: refused, with the problem document's detail on its row.
   const dir = mkdtempSync(join(tmpdir(), "facerec-page-"));
@@ -218,7 +228,9 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
     const strict = await apiGet(BASE, `/api/v1/images/${obama}/matches?tolerance=${value}`);
     const now = await shown();
     assert.deepEqual(now, strict.map((m) => [m.hash, m.distance.toFixed(3)]), `at ${value}`);
-    assert.ok(now.length < all.length, `at ${value} the list shrinks: ${now.length} of ${all.length}`);
+    // 0.30 leaves out obama2/obama3/32bit (0.33 and more with the recorded encodings).
+    if (value === "0.30") assert.ok(now.length < all.length, `at ${value} the list shrinks: ${now.length} of ${all.length}`);
+    else assert.ok(now.length <= all.length);
     assert.ok(now.every(([, d]) => Number(d) <= Number(value)));
   }
   await page.screenshot({ path: join(SHOTS, "image-strict-1280.png"), fullPage: true });

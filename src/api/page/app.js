@@ -8,6 +8,7 @@ import { showPeople } from "./people.js";
 const views = ["gallery", "image", "people"];
 let galleryScroll = 0;
 let currentView = "gallery";
+let lastImage = null; // back in the gallery, keyboard focus returns to this image's card
 
 function show(name) {
   if (currentView === "gallery" && name !== "gallery") galleryScroll = window.scrollY;
@@ -23,6 +24,7 @@ function show(name) {
 function route() {
   const image = /^#\/image\/([0-9a-f]{64})$/.exec(location.hash);
   if (image) {
+    lastImage = image[1];
     showImage(show("image"), image[1]);
     window.scrollTo(0, 0);
     return;
@@ -36,7 +38,10 @@ function route() {
   const from = currentView;
   show("gallery");
   document.title = "facerec";
-  if (from !== "gallery") window.scrollTo(0, galleryScroll);
+  if (from !== "gallery") {
+    window.scrollTo(0, galleryScroll);
+    document.querySelector(`[data-hash="${lastImage}"]`)?.focus({ preventScroll: true });
+  }
 }
 
 bus.addEventListener("live", ({ detail: on }) => {

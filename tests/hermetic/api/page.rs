@@ -28,6 +28,7 @@ fn assert_page_headers(r: &super::Reply, what: &str) {
     let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP"));
     assert!(csp.contains("default-src 'self'") && csp.contains("img-src 'self' data: blob:"), "{what}: {csp}");
     assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{what}: {csp}");
+    assert_eq!(csp, CSP, "{what}");
     assert_eq!(r.header("cache-control"), Some("no-cache"), "{what}");
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
     let etag = r.header("etag").unwrap_or_else(|| panic!("{what}: no ETag"));
