@@ -5,7 +5,8 @@
 //! and [`fetch::SafeFetcher`], the hermetic tests plug in fakes.
 //!
 //! # Layout
-//! - [`course`]: `GET /`, `POST /scan/image/{filename}`, `POST /scan/url`, `GET /match/{hash}`.
+//! - [`course`]: `POST /scan/image/{filename}`, `POST /scan/url`, `GET /match/{hash}`.
+//! - [`page`]: the web page, `GET /` and `GET /assets/{file}`, embedded in the binary.
 //! - [`v1`]: `/api/v1/...` with its OpenAPI document.
 //! - [`submit`]: reading bodies within limits, checking names, queueing, tracking what is queued.
 //! - [`shed`]: 503 while the work queue is too deep; [`cors`]: CORS when configured.
@@ -20,6 +21,7 @@ pub mod cors;
 pub mod course;
 pub mod fetch;
 pub mod metrics;
+pub mod page;
 pub mod ports;
 pub mod problem;
 pub mod server;
@@ -140,7 +142,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(v1::routes())
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), auth::require_token));
     let router = Router::new()
-        .route("/", get(page))
+        .merge(page::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
@@ -156,10 +158,6 @@ pub fn router(api: Arc<Api>) -> Router {
         router.layer(axum::middleware::from_fn_with_state(api.clone(), cors::cors))
     };
     router.with_state(api)
-}
-
-async fn page() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], include_str!("page.html"))
 }
 
 async fn ready(State(api): State<Arc<Api>>) -> Result<&'static str, Problem> {

@@ -4,6 +4,7 @@
 mod broker_down;
 mod course;
 mod errors;
+mod page;
 mod shedding;
 mod ssrf;
 mod v1;
