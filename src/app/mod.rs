@@ -18,7 +18,8 @@
 pub mod api;
 pub mod worker;
 
-use crate::adapters::amqp::client::{ImagePublisher, LogTail, QueueReader};
+use crate::adapters::amqp::client::{LogTail, QueueReader};
+use crate::adapters::amqp::resend::ResendingPublisher;
 use crate::adapters::amqp::{AmqpError, AmqpSettings};
 use crate::adapters::dlib::{DlibEncoder, EncoderSettings, StartError};
 use crate::adapters::embedded_index::{EmbeddedIndex, JournalError};
@@ -133,12 +134,13 @@ pub async fn redis_index(settings: RedisSettings) -> Result<RedisIndex, AppError
     Ok(RedisIndex::connect(settings).await?)
 }
 
-/// A publisher of images to the work exchange (`facerec submit`).
+/// A publisher of images to the work exchange (`facerec submit`) that re-sends what the
+/// broker did not confirm, across reconnections, for at most `give_up_after` per image.
 ///
 /// # Errors
-/// RabbitMQ is unreachable or refuses a declaration.
-pub async fn publisher(settings: AmqpSettings) -> Result<ImagePublisher, AppError> {
-    Ok(ImagePublisher::connect(settings, "facerec submit").await?)
+/// No broker answered within `give_up_after`, or one refused a declaration.
+pub async fn publisher(settings: AmqpSettings, give_up_after: Duration) -> Result<ResendingPublisher, AppError> {
+    Ok(ResendingPublisher::connect(settings, "facerec submit", give_up_after).await?)
 }
 
 /// A live feed of the logs exchange (`facerec logs`).

@@ -21,6 +21,10 @@ pub struct SubmitArgs {
     /// Send the image as the raw body with `hash` and `name` headers instead of JSON.
     #[arg(long)]
     pub raw: bool,
+    /// How long to keep re-sending one image while no broker confirms it (reconnecting,
+    /// to the next broker of RABBITMQ_URLS when there are several), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub resend_for: u64,
     /// RabbitMQ.
     #[command(flatten)]
     pub broker: BrokerArgs,
@@ -30,7 +34,7 @@ pub struct SubmitArgs {
 pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     let settings = args.broker.settings(&app::hostname(None), 1, 20)?;
     let (exchange, routing_key) = (settings.exchange.clone(), settings.routing_key.clone());
-    let publisher = app::publisher(settings).await?;
+    let mut publisher = app::publisher(settings, std::time::Duration::from_secs(args.resend_for)).await?;
     let mut sent = 0usize;
     for input in &args.inputs {
         for (name, image) in images(input)? {
@@ -43,8 +47,12 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
             sent += 1;
         }
     }
+    let (resent, connects) = (publisher.resent(), publisher.connects());
     publisher.close().await;
     eprintln!("published {sent} images to exchange {exchange:?} (key {routing_key:?})");
+    if resent > 0 {
+        eprintln!("{resent} sent again after the broker connection was lost ({connects} connections)");
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@ mod hardening;
 mod own_redis;
 mod services_down;
 mod startup;
+mod submit;
 mod tls;
 mod workers;
 

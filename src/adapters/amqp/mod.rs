@@ -10,6 +10,7 @@ pub mod client;
 pub mod logs;
 pub mod publish;
 pub mod queue;
+pub mod resend;
 pub mod source;
 pub mod topology;
 
