@@ -9,3 +9,4 @@ mod log_lines;
 mod matching;
 mod replay;
 mod runner;
+mod thumbnails;
