@@ -73,6 +73,14 @@ impl Encoding {
         Some(Self(values))
     }
 
+    /// The face's id in a stored layout (`facerec:layout:<hash>`): the first 16 hex digits
+    /// of the SHA-256 of the 1024-byte db 3 form, which ties a box to its member of the
+    /// (unordered) db 3 set.
+    pub fn id(&self) -> String {
+        use sha2::Digest as _;
+        hex::encode(&sha2::Sha256::digest(self.to_le_bytes())[..8])
+    }
+
     /// Builds an encoding from a slice of exactly 128 values.
     pub fn from_slice(values: &[f64]) -> Option<Self> {
         Some(Self(values.try_into().ok()?))
@@ -146,6 +154,9 @@ pub struct EncodedImage {
     /// Per-stage timings (zero for recorded encodings).
     #[serde(skip)]
     pub times: StageTimes,
+    /// A JPEG thumbnail of the decoded image (`crate::thumbnail`), when made.
+    #[serde(skip)]
+    pub thumbnail: Option<Vec<u8>>,
 }
 
 #[cfg(test)]

@@ -21,6 +21,10 @@ pub struct Snapshot {
     pub links: BTreeMap<String, BTreeSet<String>>,
     /// db 0 `facerec:image:<hash>`: its `faces` field, when it parses.
     pub records: BTreeMap<String, Option<usize>>,
+    /// db 0 `facerec:layout:<hash>`: its JSON.
+    pub layouts: BTreeMap<String, String>,
+    /// db 0 `facerec:thumb:<hash>`: the images that have one.
+    pub thumbnails: BTreeSet<String>,
 }
 
 /// The kinds of damage fsck finds.
@@ -43,6 +47,12 @@ pub enum Violation {
     MissingLink,
     /// db 0 record whose face count disagrees with db 3, or that has no image.
     RecordMismatch,
+    /// db 0 layout or thumbnail of an image that has neither names (db 2) nor faces (db 3):
+    /// left behind, e.g. by another program's erase.
+    OrphanView,
+    /// db 0 layout that is not the schema's JSON, or whose face ids are not those of the
+    /// image's db 3 encodings.
+    LayoutMismatch,
 }
 
 /// A change that restores an invariant.
@@ -58,6 +68,10 @@ pub enum Fix {
     Unlink(String, String),
     /// Delete the db 0 record of `hash`.
     DeleteRecord(String),
+    /// Delete the db 0 layout of `hash` (the API then shows no boxes for it).
+    DeleteLayout(String),
+    /// Delete the db 0 thumbnail of `hash`.
+    DeleteThumbnail(String),
 }
 
 /// What fsck found: examples per kind (all of them; callers print a few) and the fixes.
@@ -181,7 +195,42 @@ pub fn check(s: &Snapshot, tolerance: f64, threads: usize) -> Report {
             }
         }
     }
+    check_views(s, &mut r);
     r
+}
+
+/// Layouts and thumbnails: none without an image, and a layout's face ids are those of
+/// the image's encodings (`Encoding::id`), so every box ties to a db 3 member.
+fn check_views(s: &Snapshot, r: &mut Report) {
+    let orphan = |hash: &String| !s.images.contains_key(hash) && !s.faces.contains_key(hash);
+    for hash in s.thumbnails.iter().filter(|h| orphan(h)) {
+        r.add(Violation::OrphanView, format!("{hash}: thumbnail without an image"));
+        r.fixes.push(Fix::DeleteThumbnail(hash.clone()));
+    }
+    for (hash, json) in &s.layouts {
+        if orphan(hash) {
+            r.add(Violation::OrphanView, format!("{hash}: layout without an image"));
+            r.fixes.push(Fix::DeleteLayout(hash.clone()));
+            continue;
+        }
+        let ids: Option<BTreeSet<String>> = serde_json::from_str::<crate::ports::ImageLayout>(json)
+            .ok()
+            .map(|layout| layout.faces.into_iter().map(|f| f.id).collect());
+        let stored: BTreeSet<String> =
+            s.faces.get(hash).into_iter().flatten().filter_map(|raw| valid(raw)).map(|e| e.id()).collect();
+        match ids {
+            Some(ids) if ids == stored => {}
+            Some(ids) => {
+                let detail = format!("{hash}: layout has {} face ids, db 3 {}, not the same", ids.len(), stored.len());
+                r.add(Violation::LayoutMismatch, detail);
+                r.fixes.push(Fix::DeleteLayout(hash.clone()));
+            }
+            None => {
+                r.add(Violation::LayoutMismatch, format!("{hash}: layout is not the schema's JSON"));
+                r.fixes.push(Fix::DeleteLayout(hash.clone()));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +250,16 @@ mod tests {
             s.images.insert(h.into(), BTreeSet::from([format!("{h}.jpg")]));
             s.faces.insert(h.into(), vec![enc(x)]);
             s.records.insert(h.into(), Some(1));
+            let layout = crate::ports::ImageLayout {
+                width: 100,
+                height: 80,
+                faces: vec![crate::ports::FaceBox {
+                    bbox: crate::face::BoundingBox { top: 1, right: 20, bottom: 21, left: 0 },
+                    id: valid(&enc(x)).unwrap().id(),
+                }],
+            };
+            s.layouts.insert(h.into(), serde_json::to_string(&layout).unwrap());
+            s.thumbnails.insert(h.into());
         }
         s.links.insert("a".into(), BTreeSet::from(["b".into()]));
         s.links.insert("b".into(), BTreeSet::from(["a".into()]));
@@ -225,6 +284,12 @@ mod tests {
                 }
                 Fix::DeleteRecord(h) => {
                     s.records.remove(h);
+                }
+                Fix::DeleteLayout(h) => {
+                    s.layouts.remove(h);
+                }
+                Fix::DeleteThumbnail(h) => {
+                    s.thumbnails.remove(h);
                 }
             }
         }
@@ -313,12 +378,39 @@ mod tests {
                 vec![Violation::RecordMismatch],
                 true,
             ),
+            (
+                |s| {
+                    s.thumbnails.insert("gone".into());
+                    let layout = s.layouts["a"].clone();
+                    s.layouts.insert("gone2".into(), layout);
+                },
+                vec![Violation::OrphanView],
+                true,
+            ),
+            (
+                |s| {
+                    let other = s.layouts["c"].clone();
+                    s.layouts.insert("a".into(), other);
+                },
+                vec![Violation::LayoutMismatch],
+                true,
+            ),
+            (
+                |s| {
+                    let _ = s.layouts.insert("b".into(), "{not json".into());
+                },
+                vec![Violation::LayoutMismatch],
+                true,
+            ),
         ];
         for (i, (plant, want, repairable)) in cases.into_iter().enumerate() {
             let mut s = healthy();
             plant(&mut s);
             let r = check(&s, 0.6, 2);
             assert_eq!(kinds(&r), want, "case {i}: {r:?}");
+            // The orphan case plants two (a thumbnail and a layout): both are reported.
+            let planted = if i == 10 { 2 } else { 1 };
+            assert!(r.violations.values().all(|v| v.len() >= planted), "case {i}: {r:?}");
             repair(&mut s, &r.fixes);
             let after = check(&s, 0.6, 2);
             assert_eq!(after.is_clean(), repairable, "case {i} after repair: {after:?}");

@@ -10,7 +10,8 @@
 //!   shutdown.
 //! - [`message`]: the wire format, parsed into a validated [`message::ScanRequest`].
 //! - [`face`], [`hash`]: the domain types.
-//! - [`decode`]: image bytes to RGB, with limits.
+//! - [`decode`]: image bytes to RGB, with limits; [`thumbnail`]: the small JPEG stored
+//!   with each image.
 //! - [`matching`]: the exact nearest-face kernel shared by both indexes.
 //! - [`fsck`]: the schema's invariants checked over a snapshot, and the fixes.
 //! - [`log_lines`]: routing keys and safe rendering of progress lines.
@@ -48,6 +49,7 @@ pub mod ports;
 pub mod runner;
 pub mod shutdown;
 pub mod telemetry;
+pub mod thumbnail;
 
 #[cfg(feature = "dlib")]
 #[macro_use]

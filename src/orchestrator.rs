@@ -252,6 +252,10 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
             name: name.to_owned(),
             faces: encoded.faces.iter().map(|f| f.encoding).collect(),
             fingerprint: self.encoder.fingerprint(),
+            width: encoded.width,
+            height: encoded.height,
+            boxes: encoded.faces.iter().map(|f| f.bbox).collect(),
+            thumbnail: encoded.thumbnail,
         };
         let faces = &new.faces;
         let started = std::time::Instant::now();

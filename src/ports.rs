@@ -5,7 +5,7 @@
 //! message is requeued and tried again later) or *permanent* (the message is dead-lettered
 //! with the error as its reason); the orchestrator decides from that alone.
 
-use crate::face::{EncodedImage, Encoding};
+use crate::face::{BoundingBox, EncodedImage, Encoding};
 use crate::hash::ImageHash;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -162,6 +162,72 @@ pub struct NewImage {
     pub faces: Vec<Encoding>,
     /// [`FaceEncoder::fingerprint`] of the encoder that found them.
     pub fingerprint: String,
+    /// Width of the image (EXIF orientation applied), in pixels.
+    pub width: u32,
+    /// Height of the image, in pixels.
+    pub height: u32,
+    /// Where each face is, in the order of `faces` (same length).
+    pub boxes: Vec<BoundingBox>,
+    /// A JPEG thumbnail (`crate::thumbnail`), when the encoder made one.
+    pub thumbnail: Option<Vec<u8>>,
+}
+
+impl NewImage {
+    /// An image without layout or thumbnail (0 x 0, no boxes): what tools and tests store
+    /// when only the faces matter.
+    pub fn bare(
+        hash: ImageHash,
+        name: impl Into<String>,
+        faces: Vec<Encoding>,
+        fingerprint: impl Into<String>,
+    ) -> Self {
+        Self {
+            hash,
+            name: name.into(),
+            faces,
+            fingerprint: fingerprint.into(),
+            width: 0,
+            height: 0,
+            boxes: Vec::new(),
+            thumbnail: None,
+        }
+    }
+
+    /// The layout to store with the faces, or `None` when the encoder gave no size (or
+    /// the boxes do not pair up with the faces).
+    pub fn layout(&self) -> Option<ImageLayout> {
+        if self.width == 0 || self.height == 0 || self.boxes.len() != self.faces.len() {
+            return None;
+        }
+        let faces = self
+            .boxes
+            .iter()
+            .zip(&self.faces)
+            .map(|(bbox, encoding)| FaceBox { bbox: *bbox, id: encoding.id() })
+            .collect();
+        Some(ImageLayout { width: self.width, height: self.height, faces })
+    }
+}
+
+/// Where the faces of an image are (`facerec:layout:<hash>`, docs/PROTOCOL.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageLayout {
+    /// Width of the image (EXIF orientation applied), in pixels.
+    pub width: u32,
+    /// Height, in pixels.
+    pub height: u32,
+    /// One box per face.
+    pub faces: Vec<FaceBox>,
+}
+
+/// One face's box, tied to its encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaceBox {
+    /// In original-image pixels, face_recognition's (top, right, bottom, left).
+    #[serde(flatten)]
+    pub bbox: BoundingBox,
+    /// [`Encoding::id`] of the face's encoding.
+    pub id: String,
 }
 
 /// Another image that shares a face with the one asked about.
@@ -186,6 +252,12 @@ pub struct ImageRecord {
     pub matches: Vec<ImageMatch>,
     /// Encoder settings it was scanned with, when known.
     pub fingerprint: Option<String>,
+    /// Its size and face boxes, when stored (absent for images stored by older workers).
+    #[serde(default)]
+    pub layout: Option<ImageLayout>,
+    /// Whether [`FaceIndex::thumbnail`] has a thumbnail for it (checked without reading it).
+    #[serde(default)]
+    pub thumbnail: bool,
 }
 
 /// Why the workers gave up on an image (it was dead-lettered), as recorded by
@@ -272,7 +344,9 @@ pub trait FaceIndex: Send + Sync {
     async fn add_name(&self, hash: &ImageHash, name: &str) -> Result<(), IndexError>;
 
     /// Stores an image with its faces and returns the other images it matches
-    /// (distance <= `tolerance`), nearest first.
+    /// (distance <= `tolerance`), nearest first. The layout ([`NewImage::layout`]) and the
+    /// thumbnail MUST be written in the same atomic step as the faces, so no reader sees
+    /// faces without them; [`FaceIndex::forget`] removes them with the rest.
     ///
     /// # Errors
     /// See [`IndexError`].
@@ -321,6 +395,13 @@ pub trait FaceIndex: Send + Sync {
     /// # Errors
     /// See [`IndexError`]; on error each image is either fully erased or untouched.
     async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError>;
+
+    /// The JPEG thumbnail stored with the image, or `None` (thumbnails off, an image stored
+    /// by an older worker, or an unknown image).
+    ///
+    /// # Errors
+    /// See [`IndexError`].
+    async fn thumbnail(&self, hash: &ImageHash) -> Result<Option<Vec<u8>>, IndexError>;
 
     /// Every stored image with a face within `tolerance` of any of `faces`, nearest first
     /// (to find every image of one person before erasing them).
@@ -426,6 +507,9 @@ impl<T: FaceIndex + ?Sized> FaceIndex for std::sync::Arc<T> {
     }
     async fn forget(&self, hashes: &[ImageHash]) -> Result<Forgotten, IndexError> {
         (**self).forget(hashes).await
+    }
+    async fn thumbnail(&self, hash: &ImageHash) -> Result<Option<Vec<u8>>, IndexError> {
+        (**self).thumbnail(hash).await
     }
     async fn find_faces(&self, faces: &[Encoding], tolerance: f64) -> Result<Vec<ImageMatch>, IndexError> {
         (**self).find_faces(faces, tolerance).await

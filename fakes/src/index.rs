@@ -155,6 +155,10 @@ impl<I: FaceIndex> FaceIndex for FlakyIndex<I> {
         self.inner.hash_of(name).await
     }
 
+    async fn thumbnail(&self, hash: &ImageHash) -> Result<Option<Vec<u8>>, IndexError> {
+        self.inner.thumbnail(hash).await
+    }
+
     async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError> {
         self.inner.record_failure(hash, reason).await
     }

@@ -40,6 +40,7 @@ mockall::mock! {
         async fn add_image(&self, image: &NewImage, tolerance: f64) -> Result<Vec<ImageMatch>, IndexError>;
         async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError>;
         async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError>;
+        async fn thumbnail(&self, hash: &ImageHash) -> Result<Option<Vec<u8>>, IndexError>;
         async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError>;
         async fn failure(&self, hash: &ImageHash) -> Result<Option<ImageFailure>, IndexError>;
         async fn recent(&self, limit: usize, cursor: Option<String>) -> Result<facerec::ports::ImagePage, IndexError>;

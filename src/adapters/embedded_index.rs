@@ -7,12 +7,18 @@
 //! off when the file is opened. An erase rewrites the journal from the remaining state
 //! (a new file renamed over the old one, whose bytes are then overwritten with zeros), so
 //! no record of an erased image stays in it.
+//!
+//! Format v2 (`facerec-index v2`) adds a record kind that carries the image's layout and
+//! thumbnail with its faces (one record: one atomic write). v1 files load as they are and
+//! are rewritten as v2 when opened, so a v1 reader never meets a record it cannot read
+//! (it would cut it off as a torn tail).
 
-use crate::face::Encoding;
+use crate::face::{BoundingBox, Encoding};
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
 use crate::ports::{
-    ErasedImage, FaceIndex, Forgotten, ImageFailure, ImageMatch, ImagePage, ImageRecord, IndexError, NewImage,
+    ErasedImage, FaceBox, FaceIndex, Forgotten, ImageFailure, ImageLayout, ImageMatch, ImagePage, ImageRecord,
+    IndexError, NewImage,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -22,7 +28,9 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
-const MAGIC: &[u8] = b"facerec-index v1\n";
+const MAGIC: &[u8] = b"facerec-index v2\n";
+/// The header of files written before layouts and thumbnails (same length as [`MAGIC`]).
+const MAGIC_V1: &[u8] = b"facerec-index v1\n";
 
 /// One image's entry: present only once the image was completely added.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +39,8 @@ struct Entry {
     faces: Vec<Encoding>,
     matches: BTreeMap<ImageHash, f64>,
     fingerprint: Option<String>,
+    layout: Option<ImageLayout>,
+    thumbnail: Option<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -44,11 +54,53 @@ struct State {
     order: Vec<ImageHash>,
 }
 
-/// A journal record: exactly one completed index write.
+/// A journal record: exactly one completed index write. New kinds go at the end (bincode
+/// numbers them by position).
 #[derive(Debug, Serialize, Deserialize)]
 enum Record {
-    Image { hash: ImageHash, name: String, faces: Vec<Encoding>, fingerprint: String, matches: Vec<ImageMatch> },
-    Name { hash: ImageHash, name: String },
+    /// v1: an image without layout or thumbnail (read only; v2 writes `Shown`).
+    Image {
+        hash: ImageHash,
+        name: String,
+        faces: Vec<Encoding>,
+        fingerprint: String,
+        matches: Vec<ImageMatch>,
+    },
+    Name {
+        hash: ImageHash,
+        name: String,
+    },
+    /// v2: an image with its layout and thumbnail.
+    Shown {
+        hash: ImageHash,
+        name: String,
+        faces: Vec<Encoding>,
+        fingerprint: String,
+        matches: Vec<ImageMatch>,
+        layout: Option<StoredLayout>,
+        thumbnail: Option<Vec<u8>>,
+    },
+}
+
+/// [`ImageLayout`] as journaled: plain fields (bincode cannot encode its flattened boxes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredLayout {
+    width: u32,
+    height: u32,
+    faces: Vec<(BoundingBox, String)>,
+}
+
+impl From<&ImageLayout> for StoredLayout {
+    fn from(l: &ImageLayout) -> Self {
+        Self { width: l.width, height: l.height, faces: l.faces.iter().map(|f| (f.bbox, f.id.clone())).collect() }
+    }
+}
+
+impl From<StoredLayout> for ImageLayout {
+    fn from(l: StoredLayout) -> Self {
+        let faces = l.faces.into_iter().map(|(bbox, id)| FaceBox { bbox, id }).collect();
+        Self { width: l.width, height: l.height, faces }
+    }
 }
 
 /// The index, in memory, with an optional journal.
@@ -102,10 +154,17 @@ impl EmbeddedIndex {
             file.write_all(MAGIC).map_err(io)?;
             file.sync_all().map_err(io)?;
         } else {
-            let valid_end = replay(&mut file, path, &mut state)?;
+            let (valid_end, version) = replay(&mut file, path, &mut state)?;
             if valid_end < file.metadata().map_err(io)?.len() {
                 tracing::warn!(path = %path.display(), offset = valid_end, "cutting off a torn last record");
                 file.set_len(valid_end).map_err(io)?;
+            }
+            if version == 1 {
+                file.seek(SeekFrom::End(0)).map_err(io)?;
+                let mut journal = Journal { file, path: path.to_owned() };
+                journal.rewrite(&state).map_err(io)?;
+                tracing::info!(path = %path.display(), "index file upgraded to format v2");
+                file = journal.file;
             }
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
@@ -149,20 +208,28 @@ impl Journal {
         let tmp = self.path.with_extension("rewrite");
         let mut out = std::io::BufWriter::new(File::create(&tmp)?);
         out.write_all(MAGIC)?;
-        let mut hashes: Vec<&ImageHash> = state.images.keys().collect();
-        hashes.sort();
+        // In store order, so `recent` pages the same after the rewrite; then any image the
+        // order misses (name records only).
+        let mut seen = std::collections::HashSet::new();
+        let mut hashes: Vec<&ImageHash> =
+            state.order.iter().filter(|h| state.images.contains_key(*h) && seen.insert(*h)).collect();
+        let mut rest: Vec<&ImageHash> = state.images.keys().filter(|h| !seen.contains(h)).collect();
+        rest.sort();
+        hashes.extend(rest);
         for hash in hashes {
             let entry = &state.images[hash];
             let mut names = entry.names.iter();
             // An entry without a fingerprint only ever came from name records.
             if let (Some(fingerprint), Some(first)) = (&entry.fingerprint, names.next()) {
                 let matches = entry.matches.iter().map(|(h, d)| ImageMatch { hash: h.clone(), distance: *d }).collect();
-                out.write_all(&frame(&Record::Image {
+                out.write_all(&frame(&Record::Shown {
                     hash: hash.clone(),
                     name: first.clone(),
                     faces: entry.faces.clone(),
                     fingerprint: fingerprint.clone(),
                     matches,
+                    layout: entry.layout.as_ref().map(StoredLayout::from),
+                    thumbnail: entry.thumbnail.clone(),
                 })?)?;
             }
             for name in names.filter(|n| state.name_to_hash.get(*n) == Some(hash)) {
@@ -241,33 +308,38 @@ fn record(hash: &ImageHash, e: &Entry) -> ImageRecord {
         faces: e.faces.clone(),
         matches,
         fingerprint: e.fingerprint.clone(),
+        layout: e.layout.clone(),
+        thumbnail: e.thumbnail.is_some(),
     }
 }
 
-/// Reads every valid record into `state`; returns the offset just past the last one.
-fn replay(file: &mut File, path: &Path, state: &mut State) -> Result<u64, JournalError> {
+/// Reads every valid record into `state`; returns the offset just past the last one and
+/// the file's format version.
+fn replay(file: &mut File, path: &Path, state: &mut State) -> Result<(u64, u8), JournalError> {
     let io = |source| JournalError::Io { path: path.to_owned(), source };
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut reader = BufReader::new(&mut *file);
     let mut magic = vec![0u8; MAGIC.len()];
-    if reader.read_exact(&mut magic).is_err() || magic != MAGIC {
-        return Err(JournalError::NotAnIndex(path.to_owned()));
-    }
+    let version = match reader.read_exact(&mut magic) {
+        Ok(()) if magic == MAGIC => 2,
+        Ok(()) if magic == MAGIC_V1 => 1,
+        _ => return Err(JournalError::NotAnIndex(path.to_owned())),
+    };
     let mut offset = MAGIC.len() as u64;
     loop {
         let mut head = [0u8; 8];
         if reader.read_exact(&mut head).is_err() {
-            return Ok(offset);
+            return Ok((offset, version));
         }
         let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
         let mut payload = vec![0u8; len];
         if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
-            return Ok(offset);
+            return Ok((offset, version));
         }
         let Ok((record, _)) = bincode::serde::decode_from_slice::<Record, _>(&payload, bincode::config::standard())
         else {
-            return Ok(offset);
+            return Ok((offset, version));
         };
         apply(state, record);
         offset += 8 + len as u64;
@@ -277,6 +349,10 @@ fn replay(file: &mut File, path: &Path, state: &mut State) -> Result<u64, Journa
 fn apply(state: &mut State, record: Record) {
     match record {
         Record::Image { hash, name, faces, fingerprint, matches } => {
+            let record = Record::Shown { hash, name, faces, fingerprint, matches, layout: None, thumbnail: None };
+            apply(state, record);
+        }
+        Record::Shown { hash, name, faces, fingerprint, matches, layout, thumbnail } => {
             state.faces.insert(&hash, &faces);
             for m in &matches {
                 if let Some(other) = state.images.get_mut(&m.hash) {
@@ -289,6 +365,8 @@ fn apply(state: &mut State, record: Record) {
             let entry = state.images.entry(hash.clone()).or_default();
             entry.faces = faces;
             entry.fingerprint = Some(fingerprint);
+            entry.layout = layout.map(ImageLayout::from);
+            entry.thumbnail = thumbnail;
             entry.matches.extend(matches.into_iter().map(|m| (m.hash, m.distance)));
             entry.names.insert(name.clone());
             state.name_to_hash.insert(name, hash);
@@ -319,12 +397,14 @@ impl FaceIndex for EmbeddedIndex {
         // Under one lock, "write first, then compare" and "compare, then write" are the
         // same; compare first so the journal gets the complete record in one append.
         let matches = state.faces.matches(&image.faces, tolerance, Some(&image.hash));
-        let record = Record::Image {
+        let record = Record::Shown {
             hash: image.hash.clone(),
             name: image.name.clone(),
             faces: image.faces.clone(),
             fingerprint: image.fingerprint.clone(),
             matches: matches.clone(),
+            layout: image.layout().as_ref().map(StoredLayout::from),
+            thumbnail: image.thumbnail.clone(),
         };
         self.append(&record)?;
         apply(&mut state, record);
@@ -333,6 +413,11 @@ impl FaceIndex for EmbeddedIndex {
 
     async fn image(&self, hash: &ImageHash) -> Result<Option<ImageRecord>, IndexError> {
         Ok(self.state.read().expect("index lock poisoned").images.get(hash).map(|e| record(hash, e)))
+    }
+
+    async fn thumbnail(&self, hash: &ImageHash) -> Result<Option<Vec<u8>>, IndexError> {
+        let state = self.state.read().expect("index lock poisoned");
+        Ok(state.images.get(hash).and_then(|e| e.thumbnail.clone()))
     }
 
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
@@ -411,7 +496,7 @@ mod tests {
     }
 
     async fn add(index: &EmbeddedIndex, hash: &str, name: &str, faces: &[Encoding]) -> Vec<ImageMatch> {
-        let new = NewImage { hash: h(hash), name: name.into(), faces: faces.to_vec(), fingerprint: "test".into() };
+        let new = NewImage::bare(h(hash), name, faces.to_vec(), "test");
         index.add_image(&new, 0.6).await.unwrap()
     }
 
@@ -480,6 +565,37 @@ mod tests {
         assert_eq!(hashes, ["b", "c", "d"]);
         assert_eq!(index.image(&h("d")).await.unwrap().unwrap().matches.len(), 1);
         assert!(!dir.path().join("index.rewrite").exists());
+    }
+
+    #[tokio::test]
+    async fn a_v1_file_loads_and_is_upgraded_so_older_readers_never_cut_v2_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.facerec");
+        let old = Record::Image {
+            hash: h("a"),
+            name: "a.jpg".into(),
+            faces: vec![enc(0.0)],
+            fingerprint: "v1".into(),
+            matches: vec![],
+        };
+        std::fs::write(&path, [MAGIC_V1, frame(&old).unwrap().as_slice()].concat()).unwrap();
+        let index = EmbeddedIndex::open(&path).unwrap();
+        let a = index.image(&h("a")).await.unwrap().unwrap();
+        assert_eq!((a.layout, a.thumbnail), (None, false));
+        assert!(std::fs::read(&path).unwrap().starts_with(MAGIC), "not upgraded to v2");
+        let new = NewImage {
+            width: 10,
+            height: 8,
+            boxes: vec![BoundingBox { top: 1, right: 5, bottom: 6, left: 0 }],
+            thumbnail: Some(b"jpeg".to_vec()),
+            ..NewImage::bare(h("b"), "b.jpg", vec![enc(0.01)], "v2")
+        };
+        index.add_image(&new, 0.6).await.unwrap();
+        drop(index);
+        let index = EmbeddedIndex::open(&path).unwrap();
+        assert_eq!(index.image(&h("a")).await.unwrap().unwrap().matches.len(), 1);
+        assert_eq!(index.image(&h("b")).await.unwrap().unwrap().layout, new.layout());
+        assert_eq!(index.thumbnail(&h("b")).await.unwrap(), Some(b"jpeg".to_vec()));
     }
 
     #[test]

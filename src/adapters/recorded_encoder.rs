@@ -8,6 +8,7 @@
 use crate::face::{EncodedImage, Face};
 use crate::hash::ImageHash;
 use crate::ports::{EncodeError, FaceEncoder};
+use crate::thumbnail::ThumbnailSettings;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -110,14 +111,23 @@ pub struct RecordedEncoder {
     images: HashMap<ImageHash, RecordedImage>,
     fingerprint: String,
     delay: std::time::Duration,
+    thumbnails: ThumbnailSettings,
 }
 
 impl RecordedEncoder {
-    /// An encoder that knows the images of `recording`.
+    /// An encoder that knows the images of `recording`, making thumbnails of the default
+    /// size.
     pub fn new(recording: Recording) -> Self {
         let fingerprint = recording.fingerprint;
         let images = recording.images.into_iter().map(|i| (i.hash.clone(), i)).collect();
-        Self { images, fingerprint, delay: std::time::Duration::ZERO }
+        Self { images, fingerprint, delay: std::time::Duration::ZERO, thumbnails: ThumbnailSettings::default() }
+    }
+
+    /// Makes thumbnails of this size (or none): from the image bytes when they decode
+    /// (the recorded faces are used whatever the bytes are).
+    pub fn with_thumbnails(mut self, thumbnails: ThumbnailSettings) -> Self {
+        self.thumbnails = thumbnails;
+        self
     }
 
     /// Makes every image take `delay` (without using CPU), to stand in for dlib's time in
@@ -144,11 +154,26 @@ impl FaceEncoder for RecordedEncoder {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
+        let thumbnail = if self.thumbnails.enabled() {
+            // Decoding is CPU work: off the async executor. Bytes that do not decode (test
+            // stand-ins) just get no thumbnail.
+            let (bytes, settings) = (image.to_vec(), self.thumbnails);
+            tokio::task::spawn_blocking(move || {
+                let pixels = crate::decode::decode(&bytes, &crate::decode::DecodeLimits::default()).ok()?;
+                crate::thumbnail::make(&pixels, settings)
+            })
+            .await
+            .ok()
+            .flatten()
+        } else {
+            None
+        };
         Ok(EncodedImage {
             width: recorded.width,
             height: recorded.height,
             faces: recorded.faces.clone(),
             times: Default::default(),
+            thumbnail,
         })
     }
 

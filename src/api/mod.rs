@@ -99,6 +99,7 @@ pub struct Api {
     metrics: ApiMetrics,
     queued: submit::Recent,
     depth: shed::DepthCache,
+    events: v1::events::Hub,
     info_key: String,
     debug_key: String,
 }
@@ -114,6 +115,7 @@ impl Api {
             metrics: ApiMetrics::default(),
             queued: submit::Recent::default(),
             depth: shed::DepthCache::default(),
+            events: v1::events::Hub::default(),
             info_key,
             debug_key,
         })

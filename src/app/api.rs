@@ -65,6 +65,9 @@ impl FaceIndex for LateIndex {
     async fn hash_of(&self, name: &str) -> Result<Option<ImageHash>, IndexError> {
         self.get()?.hash_of(name).await
     }
+    async fn thumbnail(&self, hash: &ImageHash) -> Result<Option<Vec<u8>>, IndexError> {
+        self.get()?.thumbnail(hash).await
+    }
     async fn record_failure(&self, hash: &ImageHash, reason: &str) -> Result<(), IndexError> {
         self.get()?.record_failure(hash, reason).await
     }

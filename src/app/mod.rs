@@ -27,6 +27,7 @@ use crate::adapters::recorded_encoder::{RecordedEncoder, RecordingError};
 use crate::adapters::redis_index::{RedisIndex, RedisSettings};
 use crate::config::ConfigError;
 use crate::ports::{FaceEncoder, IndexError, SourceError};
+use crate::thumbnail::ThumbnailSettings;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +102,8 @@ pub enum EncoderChoice {
         file: PathBuf,
         /// Pretend each image takes this long.
         delay: Duration,
+        /// Thumbnails of the submitted bytes, when they decode.
+        thumbnails: ThumbnailSettings,
     },
 }
 
@@ -111,7 +114,9 @@ pub enum EncoderChoice {
 pub fn encoder(choice: &EncoderChoice) -> Result<Arc<dyn FaceEncoder>, AppError> {
     Ok(match choice {
         EncoderChoice::Dlib(settings) => Arc::new(DlibEncoder::start(settings.clone())?),
-        EncoderChoice::Recorded { file, delay } => Arc::new(RecordedEncoder::load(file)?.with_delay(*delay)),
+        EncoderChoice::Recorded { file, delay, thumbnails } => {
+            Arc::new(RecordedEncoder::load(file)?.with_delay(*delay).with_thumbnails(*thumbnails))
+        }
     })
 }
 

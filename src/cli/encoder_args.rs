@@ -2,6 +2,7 @@
 
 use crate::adapters::dlib::{Detector, EncoderSettings, Landmarks, default_threads, models};
 use crate::decode::DecodeLimits;
+use crate::thumbnail::ThumbnailSettings;
 use std::path::PathBuf;
 
 /// How faces are found and encoded.
@@ -42,15 +43,21 @@ pub struct EncoderArgs {
     /// Do not apply EXIF orientation (face_recognition does not apply it).
     #[arg(long, env = "FACEREC_NO_EXIF_ORIENTATION")]
     pub no_exif_orientation: bool,
+    /// Long side of the JPEG thumbnail stored with each image, in pixels (never upscaled);
+    /// 0 stores none.
+    #[arg(long, env = "FACEREC_THUMBNAIL_PX", default_value_t = ThumbnailSettings::default().max_px)]
+    pub thumbnail_px: u32,
 }
 
 impl EncoderArgs {
     /// dlib with these flags, or the recording in `encodings` when one is given.
     pub fn choice(&self, encodings: Option<&std::path::Path>) -> crate::app::EncoderChoice {
         match encodings {
-            Some(file) => {
-                crate::app::EncoderChoice::Recorded { file: file.to_owned(), delay: std::time::Duration::ZERO }
-            }
+            Some(file) => crate::app::EncoderChoice::Recorded {
+                file: file.to_owned(),
+                delay: std::time::Duration::ZERO,
+                thumbnails: self.thumbnails(),
+            },
             None => crate::app::EncoderChoice::Dlib(self.settings()),
         }
     }
@@ -71,6 +78,12 @@ impl EncoderArgs {
             },
             max_faces: self.max_faces,
             memory_budget_mib: self.memory_budget_mb,
+            thumbnails: self.thumbnails(),
         }
+    }
+
+    /// The thumbnail settings these flags describe.
+    pub fn thumbnails(&self) -> ThumbnailSettings {
+        ThumbnailSettings { max_px: self.thumbnail_px }
     }
 }

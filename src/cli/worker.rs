@@ -63,9 +63,11 @@ impl WorkerArgs {
             }
         };
         let encoder = match &self.encodings {
-            Some(file) => {
-                EncoderChoice::Recorded { file: file.clone(), delay: Duration::from_millis(self.recorded_delay_ms) }
-            }
+            Some(file) => EncoderChoice::Recorded {
+                file: file.clone(),
+                delay: Duration::from_millis(self.recorded_delay_ms),
+                thumbnails: self.encoder.thumbnails(),
+            },
             None => EncoderChoice::Dlib(self.encoder.settings()),
         };
         Ok(WorkerConfig { amqp, redis, encoder, pipeline, run, http_addr })

@@ -27,12 +27,7 @@ fn sentinel_settings(set: &SentinelSet) -> SentinelSettings {
 
 fn new_image(batch: &Batch, i: usize) -> NewImage {
     let img = &batch.recording.images[i];
-    NewImage {
-        hash: img.hash.clone(),
-        name: img.name.clone(),
-        faces: img.faces.iter().map(|f| f.encoding).collect(),
-        fingerprint: "synthetic".into(),
-    }
+    NewImage::bare(img.hash.clone(), img.name.clone(), img.faces.iter().map(|f| f.encoding).collect(), "synthetic")
 }
 
 #[tokio::test]

@@ -10,3 +10,4 @@ mod log_lines;
 mod matching;
 mod replay;
 mod runner;
+mod thumbnails;

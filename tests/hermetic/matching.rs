@@ -68,7 +68,8 @@ async fn an_image_with_two_people_matches_images_of_either() {
     let group = ImageHash::parse("group-photo").unwrap();
     let mut faces = encoded("obama.jpg").faces;
     faces.extend(encoded("biden.jpg").faces);
-    h.encoder.set(&group, Ok(EncodedImage { width: 2000, height: 1200, faces, times: Default::default() }));
+    h.encoder
+        .set(&group, Ok(EncodedImage { width: 2000, height: 1200, faces, times: Default::default(), thumbnail: None }));
     h.source.push(message(group.as_str(), "group.jpg"));
     h.push("obama2.jpg", "obama2.jpg");
     h.push("biden.jpg", "biden.jpg");
@@ -98,7 +99,10 @@ async fn a_stricter_tolerance_links_fewer_images() {
 async fn an_image_without_faces_is_stored_known_and_matches_nothing() {
     let h = Harness::new();
     let empty = ImageHash::parse("landscape").unwrap();
-    h.encoder.set(&empty, Ok(EncodedImage { width: 10, height: 10, faces: vec![], times: Default::default() }));
+    h.encoder.set(
+        &empty,
+        Ok(EncodedImage { width: 10, height: 10, faces: vec![], times: Default::default(), thumbnail: None }),
+    );
     h.source.push(message(empty.as_str(), "landscape.jpg"));
     h.run().await;
     h.source.push(message(empty.as_str(), "landscape-copy.jpg"));

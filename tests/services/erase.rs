@@ -22,7 +22,7 @@ fn faces_of(batch: &Batch, i: usize) -> Vec<Encoding> {
 }
 
 fn new_image(hash: &ImageHash, name: &str, faces: &[Encoding]) -> NewImage {
-    NewImage { hash: hash.clone(), name: name.into(), faces: faces.to_vec(), fingerprint: "test".into() }
+    NewImage::bare(hash.clone(), name, faces.to_vec(), "test")
 }
 
 /// Every key under `prefix` in databases 0-4 with every byte string it holds (names,

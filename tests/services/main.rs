@@ -16,5 +16,6 @@ mod erase;
 #[cfg(feature = "dlib")]
 mod interop;
 mod redis_index;
+mod thumbnails;
 mod worker;
 mod wrong_types;

@@ -15,7 +15,7 @@ async fn index(names: &Names) -> RedisIndex {
 }
 
 fn new_image(hash: &ImageHash, name: &str, faces: &[Encoding]) -> NewImage {
-    NewImage { hash: hash.clone(), name: name.into(), faces: faces.to_vec(), fingerprint: "test".into() }
+    NewImage::bare(hash.clone(), name, faces.to_vec(), "test")
 }
 
 #[tokio::test]

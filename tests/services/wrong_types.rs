@@ -20,12 +20,7 @@ async fn index(names: &Names) -> RedisIndex {
 /// Image `i` of a one-person batch: every image matches every other.
 fn image(batch: &Batch, i: usize) -> NewImage {
     let img = &batch.recording.images[i];
-    NewImage {
-        hash: img.hash.clone(),
-        name: img.name.clone(),
-        faces: img.faces.iter().map(|f| f.encoding).collect(),
-        fingerprint: "test".into(),
-    }
+    NewImage::bare(img.hash.clone(), img.name.clone(), img.faces.iter().map(|f| f.encoding).collect(), "test")
 }
 
 fn hashes(matches: &[facerec::ports::ImageMatch]) -> BTreeSet<String> {

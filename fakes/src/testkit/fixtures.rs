@@ -61,5 +61,11 @@ pub fn hash_of(file: &str) -> ImageHash {
 /// What the encoder found in a recorded sample image.
 pub fn encoded(file: &str) -> EncodedImage {
     let r = recording().by_name(file).unwrap_or_else(|| panic!("{file} not recorded"));
-    EncodedImage { width: r.width, height: r.height, faces: r.faces.clone(), times: Default::default() }
+    EncodedImage {
+        width: r.width,
+        height: r.height,
+        faces: r.faces.clone(),
+        times: Default::default(),
+        thumbnail: None,
+    }
 }

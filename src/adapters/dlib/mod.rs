@@ -66,6 +66,8 @@ pub struct EncoderSettings {
     /// [`bytes_per_pixel`]; an image waits until its share is free, and one larger than the
     /// whole budget runs alone.
     pub memory_budget_mib: u32,
+    /// Thumbnails made from the decoded pixels (`FACEREC_THUMBNAIL_PX`).
+    pub thumbnails: crate::thumbnail::ThumbnailSettings,
 }
 
 /// Peak memory of encoding one image, per pixel, with `upsample` (measured with
@@ -99,6 +101,7 @@ impl Default for EncoderSettings {
             decode: DecodeLimits::default(),
             max_faces: 1000,
             memory_budget_mib,
+            thumbnails: crate::thumbnail::ThumbnailSettings::default(),
         }
     }
 }

@@ -385,6 +385,9 @@ fn encode_one(models: &mut Models, settings: &EncoderSettings, image: &[u8]) -> 
     let (width, height) = (pixels.width, pixels.height);
     // SAFETY: `data` holds width * height * 3 bytes (RgbPixels' invariant) and outlives the call.
     let matrix = unsafe { ImageMatrix::new(width as usize, height as usize, pixels.data.as_ptr()) };
+    // From the pixels dlib sees (EXIF orientation applied), before they are freed; counted
+    // in the decode stage (a few ms: integer area averaging, then a 256 px JPEG).
+    let thumbnail = crate::thumbnail::make(&pixels, settings.thumbnails);
     drop(pixels);
     let decoded = Instant::now();
     let rects = match &mut models.detector {
@@ -434,6 +437,7 @@ fn encode_one(models: &mut Models, settings: &EncoderSettings, image: &[u8]) -> 
             encode: encoded - landmarked,
             store: Duration::ZERO,
         },
+        thumbnail,
     })
 }
 

@@ -112,19 +112,24 @@ impl RedisIndex {
     pub async fn snapshot(&self) -> Result<Snapshot, IndexError> {
         let script = Script::from_lua(maintenance_scripts::SNAPSHOT_PAGE);
         let mut s = Snapshot::default();
-        for db in 0..=4i64 {
+        let passes = [(0i64, "image"), (0, "layout"), (0, "thumb"), (1, ""), (2, ""), (3, ""), (4, "")];
+        for (db, kind) in passes {
             let mut cursor = "0".to_owned();
             loop {
-                let args = vec![self.prefix(), db.into(), cursor.as_str().into(), 1000.into()];
+                let args = vec![self.prefix(), db.into(), cursor.as_str().into(), 1000.into(), kind.into()];
                 let mut items = array(self.run(&script, args).await?)?.into_iter();
                 cursor = items.next().as_ref().and_then(text).ok_or_else(|| malformed("snapshot"))?;
                 while let (Some(key), Some(value)) = (items.next(), items.next()) {
                     let Some(key) = text(&key) else { continue };
-                    match db {
-                        0 => drop(s.records.insert(key, text(&value).and_then(|v| v.parse().ok()))),
-                        1 => drop(s.names.insert(key, text(&value).unwrap_or_default())),
-                        2 => drop(s.images.insert(key, array(value)?.iter().filter_map(text).collect())),
-                        3 => drop(
+                    match (db, kind) {
+                        (0, "layout") => drop(s.layouts.insert(key, text(&value).unwrap_or_default())),
+                        (0, "thumb") => {
+                            s.thumbnails.insert(key);
+                        }
+                        (0, _) => drop(s.records.insert(key, text(&value).and_then(|v| v.parse().ok()))),
+                        (1, _) => drop(s.names.insert(key, text(&value).unwrap_or_default())),
+                        (2, _) => drop(s.images.insert(key, array(value)?.iter().filter_map(text).collect())),
+                        (3, _) => drop(
                             s.faces
                                 .insert(key, array(value)?.iter().filter_map(|v| Some(bytes(v)?.to_vec())).collect()),
                         ),
@@ -154,6 +159,8 @@ impl RedisIndex {
                     Fix::Link(a, b) => ("link", a, b.as_str()),
                     Fix::Unlink(a, b) => ("unlink", a, b.as_str()),
                     Fix::DeleteRecord(h) => ("delrecord", h, "-"),
+                    Fix::DeleteLayout(h) => ("dellayout", h, "-"),
+                    Fix::DeleteThumbnail(h) => ("delthumb", h, "-"),
                 };
                 args.extend([Value::from(op), Value::from(a.as_str()), Value::from(b)]);
             }

@@ -17,8 +17,8 @@ if alive == 0 then return 0 end
 /// Erases images. ARGV: prefix, change-log max length, hashes...
 /// For each hash: the names in db 1 that still point to it, its keys in db 2, 3 and 4, its
 /// hash in every linked image's db 4 set and distance hash (linked: its own db 4 set and
-/// distance hash together, so a one-sided link is found too), its record and distance hash
-/// in db 0; then one change-log entry `hash=<h> op=forget`, which makes every worker drop
+/// distance hash together, so a one-sided link is found too), its record, distance hash,
+/// layout and thumbnail in db 0; then one change-log entry `hash=<h> op=forget`, which makes every worker drop
 /// the faces from its cache before it next compares. Older change-log entries naming it
 /// are deleted. Keys of an unexpected type are deleted, never read, so no command fails
 /// half-way. Returns `{{hash, found, {names}, faces, linked}, ...}`.
@@ -66,7 +66,7 @@ for i = 3, #ARGV do
     deleted = deleted + redis.call('DEL', p .. h)
   end
   redis.call('SELECT', 0)
-  deleted = deleted + redis.call('DEL', p .. 'facerec:image:' .. h, dist)
+  deleted = deleted + redis.call('DEL', p .. 'facerec:image:' .. h, dist, p .. 'facerec:layout:' .. h, p .. 'facerec:thumb:' .. h)
   -- A dead-letter record (facerec:failed:, written by the workers) goes too; not counted.
   redis.call('DEL', p .. 'facerec:failed:' .. h)
   local found = 0
@@ -96,14 +96,17 @@ end
 return out
 "#;
 
-/// One page of one database for `fsck`. ARGV: prefix, db, scan cursor, page size.
+/// One page of one database for `fsck`. ARGV: prefix, db, scan cursor, page size, and
+/// for db 0 the kind of key (`image`, `layout` or `thumb`).
 /// db 1: `{next, key, value, ...}`; dbs 2-4: `{next, key, {members}, ...}` (sets only);
-/// db 0: `{next, hash, faces field, ...}` for `facerec:image:*` records.
+/// db 0: `{next, hash, value, ...}`: the `faces` field of `facerec:image:*` records, the
+/// JSON of `facerec:layout:*`, '' for `facerec:thumb:*` (only their presence is checked).
 pub(super) const SNAPSHOT_PAGE: &str = r#"
-local p, db = ARGV[1], tonumber(ARGV[2])
+local p, db, kind = ARGV[1], tonumber(ARGV[2]), ARGV[5] or 'image'
 redis.call('SELECT', db)
 local pattern = p .. '*'
-if db == 0 then pattern = p .. 'facerec:image:*' end
+local stem = 'facerec:' .. kind .. ':'
+if db == 0 then pattern = p .. stem .. '*' end
 local page = redis.call('SCAN', ARGV[3], 'MATCH', pattern, 'COUNT', ARGV[4])
 local out = {page[1]}
 for _, key in ipairs(page[2]) do
@@ -114,9 +117,15 @@ for _, key in ipairs(page[2]) do
   elseif db >= 2 and t == 'set' then
     table.insert(out, string.sub(key, #p + 1))
     table.insert(out, redis.call('SMEMBERS', key))
-  elseif db == 0 and t == 'hash' then
-    table.insert(out, string.sub(key, #p + #'facerec:image:' + 1))
+  elseif db == 0 and kind == 'image' and t == 'hash' then
+    table.insert(out, string.sub(key, #p + #stem + 1))
     table.insert(out, redis.call('HGET', key, 'faces') or '')
+  elseif db == 0 and kind == 'layout' and t == 'string' then
+    table.insert(out, string.sub(key, #p + #stem + 1))
+    table.insert(out, redis.call('GET', key))
+  elseif db == 0 and kind == 'thumb' and t == 'string' then
+    table.insert(out, string.sub(key, #p + #stem + 1))
+    table.insert(out, '')
   end
 end
 redis.call('SELECT', 0)
@@ -124,7 +133,8 @@ return out
 "#;
 
 /// Applies fsck fixes. ARGV: prefix, then triples (op, a, b): `delname` name -,
-/// `setname` name hash, `link` a b, `unlink` a b, `delrecord` hash -.
+/// `setname` name hash, `link` a b, `unlink` a b, `delrecord` hash -, `dellayout` hash -,
+/// `delthumb` hash -.
 pub(super) const FIX: &str = r#"
 local p = ARGV[1]
 for i = 2, #ARGV, 3 do
@@ -134,6 +144,8 @@ for i = 2, #ARGV, 3 do
   elseif op == 'link' then redis.call('SELECT', 4) redis.call('SADD', p .. a, b)
   elseif op == 'unlink' then redis.call('SELECT', 4) redis.call('SREM', p .. a, b)
   elseif op == 'delrecord' then redis.call('SELECT', 0) redis.call('DEL', p .. 'facerec:image:' .. a)
+  elseif op == 'dellayout' then redis.call('SELECT', 0) redis.call('DEL', p .. 'facerec:layout:' .. a)
+  elseif op == 'delthumb' then redis.call('SELECT', 0) redis.call('DEL', p .. 'facerec:thumb:' .. a)
   end
 end
 redis.call('SELECT', 0)

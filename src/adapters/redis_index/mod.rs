@@ -8,10 +8,10 @@
 //! | 2 | image hash | set of names |
 //! | 3 | image hash | set of encodings (1024 bytes: 128 little-endian f64) |
 //! | 4 | image hash | set of hashes of images with a matching face (both ways) |
-//! | 0 | `facerec:*` | change log, per-image fingerprint and status, pair distances, failures |
+//! | 0 | `facerec:*` | change log, per-image fingerprint and status, pair distances, failures, layouts, thumbnails |
 //!
-//! Adding a new image: (1) one script stores its faces in db 3 and appends it to the change
-//! log, returning everything logged since this worker last looked; (2) the faces are
+//! Adding a new image: (1) one script stores its faces in db 3 (with its layout and
+//! thumbnail in db 0) and appends it to the change log, returning everything logged since this worker last looked; (2) the faces are
 //! compared in memory with every cached face; (3) one script writes the matches both ways,
 //! the distances and, last, the name. Round trips per new image: 3 (is-known, store,
 //! commit), plus one per 2,000 images other workers added since the last look beyond the
@@ -43,7 +43,7 @@ use crate::config::ServiceUrl;
 use crate::face::Encoding;
 use crate::hash::ImageHash;
 use crate::matching::FaceSet;
-use crate::ports::{FaceIndex, Forgotten, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
+use crate::ports::{FaceIndex, Forgotten, ImageFailure, ImageLayout, ImageMatch, ImageRecord, IndexError, NewImage};
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
@@ -98,6 +98,7 @@ struct Scripts {
     hash_of: Script,
     image: Script,
     match_names: Script,
+    thumbnail: Script,
     load_page: Script,
     last_id: Script,
     rollback: Script,
@@ -159,6 +160,7 @@ impl RedisIndex {
                 hash_of: Script::from_lua(scripts::HASH_OF),
                 image: Script::from_lua(scripts::IMAGE),
                 match_names: Script::from_lua(scripts::MATCH_NAMES),
+                thumbnail: Script::from_lua(scripts::THUMBNAIL),
                 load_page: Script::from_lua(scripts::LOAD_PAGE),
                 last_id: Script::from_lua(scripts::LAST_ID),
                 rollback: Script::from_lua(scripts::ROLLBACK),
@@ -300,6 +302,8 @@ impl RedisIndex {
             Value::Null, // cursor, filled below under the lock
             self.settings.log_max_len.to_string().into(),
             BATCH.into(),
+            layout_json(image)?.into(),
+            Value::Bytes(image.thumbnail.clone().unwrap_or_default().into()),
         ];
         args.extend(image.faces.iter().map(|e| Value::Bytes(e.to_le_bytes().to_vec().into())));
         {
@@ -422,6 +426,15 @@ impl FaceIndex for RedisIndex {
         let matched: Vec<String> = array(next()?)?.iter().filter_map(text).collect();
         let flat: Vec<String> = array(next()?)?.iter().filter_map(text).collect();
         let fingerprint = text(&next()?);
+        let layout = text(&next()?).and_then(|json| match serde_json::from_str::<ImageLayout>(&json) {
+            Ok(layout) => Some(layout),
+            Err(e) => {
+                // Written by another program: the faces stand without their boxes.
+                tracing::warn!(%hash, error = %e, "stored layout is not valid JSON of the schema; ignored");
+                None
+            }
+        });
+        let thumbnail = next()?.as_i64() == Some(1);
         if names.is_empty() && faces.is_empty() && matched.is_empty() {
             return Ok(None);
         }
@@ -436,7 +449,12 @@ impl FaceIndex for RedisIndex {
             })
             .collect();
         matches.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.hash.cmp(&b.hash)));
-        Ok(Some(ImageRecord { hash: hash.clone(), names, faces, matches, fingerprint }))
+        Ok(Some(ImageRecord { hash: hash.clone(), names, faces, matches, fingerprint, layout, thumbnail }))
+    }
+
+    async fn thumbnail(&self, hash: &ImageHash) -> Result<Option<Vec<u8>>, IndexError> {
+        let reply = self.run(&self.scripts.thumbnail, vec![self.prefix(), hash.as_str().into()]).await?;
+        Ok(bytes(&reply).map(<[u8]>::to_vec))
     }
 
     async fn match_names(&self, hash: &ImageHash) -> Result<BTreeSet<String>, IndexError> {
@@ -477,6 +495,13 @@ impl FaceIndex for RedisIndex {
         self.client.custom::<Value, Value>(fred::cmd!("PING"), Vec::new()).await.map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// The layout of `image` as stored (`facerec:layout:<hash>`), or "" for none.
+fn layout_json(image: &NewImage) -> Result<String, IndexError> {
+    image.layout().map_or(Ok(String::new()), |layout| {
+        serde_json::to_string(&layout).map_err(|e| IndexError::Rejected(format!("layout: {e}")))
+    })
 }
 
 fn array(v: Value) -> Result<Vec<Value>, IndexError> {

@@ -5,7 +5,9 @@
 //! Every key gets `ARGV[1]` (the key prefix, empty in production) in front.
 //! db0 keys: `facerec:faces` (a stream: one entry per stored image, field `hash`: the
 //! change log workers follow), `facerec:image:<hash>` (hash: `fingerprint`, `faces`,
-//! `status`), `facerec:dist:<hash>` (hash: other image -> smallest face distance).
+//! `status`), `facerec:dist:<hash>` (hash: other image -> smallest face distance),
+//! `facerec:layout:<hash>` (string: JSON size and face boxes) and `facerec:thumb:<hash>`
+//! (string: a JPEG), both written by the store script with the faces.
 
 /// Type checks run before any write: Lua scripts are not rolled back when a command
 /// fails half-way, so a script first makes sure no write can fail on a key of the wrong
@@ -34,6 +36,8 @@ local function own(p, h, name)
   need(4, p .. h, 'set')
   need(0, p .. 'facerec:image:' .. h, 'hash')
   need(0, p .. 'facerec:dist:' .. h, 'hash')
+  need(0, p .. 'facerec:layout:' .. h, 'string')
+  need(0, p .. 'facerec:thumb:' .. h, 'string')
 end
 "#;
 
@@ -85,22 +89,27 @@ local function changes(p, cursor, stop, count)
 end
 "#;
 
-/// Stores an image's faces (db 3), logs it to the change stream, and returns the changes
-/// since the caller's cursor up to (not including) this image. Every key of this image
-/// that any later write touches is type-checked first, so a foreign-typed one refuses the
-/// image before anything of it is written.
-/// ARGV: prefix, hash, name, fingerprint, cursor, stream max length, batch size, encodings...
+/// Stores an image's faces (db 3), its layout and thumbnail (db 0), logs it to the change
+/// stream, and returns the changes since the caller's cursor up to (not including) this
+/// image. Every key of this image that any later write touches is type-checked first, so a
+/// foreign-typed one refuses the image before anything of it is written. An empty layout
+/// or thumbnail deletes the key (none made), so what is stored is always this image's.
+/// ARGV: prefix, hash, name, fingerprint, cursor, stream max length, batch size, layout
+/// JSON, thumbnail, encodings...
 /// Returns `{own_id, {changes}}`.
 const ADD_FACES: &str = r#"
 local p, h = ARGV[1], ARGV[2]
 own(p, h, ARGV[3])
 need(0, p .. 'facerec:faces', 'stream')
 redis.call('SELECT', 3)
-for i = 8, #ARGV, 500 do
+for i = 10, #ARGV, 500 do
   redis.call('SADD', p .. h, unpack(ARGV, i, math.min(i + 499, #ARGV)))
 end
 redis.call('SELECT', 0)
-redis.call('HSET', p .. 'facerec:image:' .. h, 'fingerprint', ARGV[4], 'faces', #ARGV - 7, 'status', 'pending')
+redis.call('HSET', p .. 'facerec:image:' .. h, 'fingerprint', ARGV[4], 'faces', #ARGV - 9, 'status', 'pending')
+for _, kv in ipairs({{'facerec:layout:', ARGV[8]}, {'facerec:thumb:', ARGV[9]}}) do
+  if kv[2] == '' then redis.call('DEL', p .. kv[1] .. h) else redis.call('SET', p .. kv[1] .. h, kv[2]) end
+end
 local id = redis.call('XADD', p .. 'facerec:faces', 'MAXLEN', '~', ARGV[6], '*', 'hash', h)
 return {id, changes(p, ARGV[5], id, tonumber(ARGV[7]))}
 "#;
@@ -169,7 +178,7 @@ return skipped
 
 /// Undoes an ADD_FACES whose COMMIT did not happen (the failure path of `add_image`), so
 /// no half-stored image stays behind for later images to link to: removes its faces
-/// (db 3), its matches both ways (db 4, distances) that other images' COMMITs added while
+/// (db 3), its layout and thumbnail, its matches both ways (db 4, distances) that other images' COMMITs added while
 /// it was pending, and its db 0 image key. Only an image still `pending` and without
 /// names is touched, and only keys of the schema's types. Its change-log entry stays:
 /// caches keep its faces, and COMMIT never links to an image without db 3 faces.
@@ -202,6 +211,9 @@ redis.call('SELECT', 3)
 if redis.call('TYPE', p .. h)['ok'] == 'set' then redis.call('DEL', p .. h) end
 redis.call('SELECT', 0)
 if redis.call('TYPE', dist)['ok'] == 'hash' then redis.call('DEL', dist) end
+for _, kind in ipairs({'facerec:layout:', 'facerec:thumb:'}) do
+  if redis.call('TYPE', p .. kind .. h)['ok'] == 'string' then redis.call('DEL', p .. kind .. h) end
+end
 redis.call('DEL', img)
 return 1
 "#;
@@ -239,7 +251,9 @@ return h
 "#;
 
 /// Everything about one image. ARGV: prefix, hash.
-/// Returns `{names, encodings, matches, distances (flat field/value), fingerprint}`.
+/// Returns `{names, encodings, matches, distances (flat field/value), fingerprint, layout
+/// JSON or false, 1 if a thumbnail is stored}`. A layout or thumbnail key of another type
+/// reads as absent.
 pub(super) const IMAGE: &str = r#"
 local p, h = ARGV[1], ARGV[2]
 redis.call('SELECT', 2)
@@ -251,7 +265,19 @@ local matches = redis.call('SMEMBERS', p .. h)
 redis.call('SELECT', 0)
 local dist = redis.call('HGETALL', p .. 'facerec:dist:' .. h)
 local fp = redis.call('HGET', p .. 'facerec:image:' .. h, 'fingerprint')
-return {names, faces, matches, dist, fp}
+local layout, thumb = false, 0
+if redis.call('TYPE', p .. 'facerec:layout:' .. h)['ok'] == 'string' then
+  layout = redis.call('GET', p .. 'facerec:layout:' .. h)
+end
+if redis.call('TYPE', p .. 'facerec:thumb:' .. h)['ok'] == 'string' then thumb = 1 end
+return {names, faces, matches, dist, fp, layout, thumb}
+"#;
+
+/// An image's thumbnail, or nil. ARGV: prefix, hash.
+pub(super) const THUMBNAIL: &str = r#"
+local key = ARGV[1] .. 'facerec:thumb:' .. ARGV[2]
+if redis.call('TYPE', key)['ok'] ~= 'string' then return false end
+return redis.call('GET', key)
 "#;
 
 /// Every name of every image sharing a face with one (the course's `/match`), in one

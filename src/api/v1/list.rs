@@ -1,6 +1,6 @@
 //! `GET /api/v1/images`: stored images, newest first, a page at a time.
 
-use super::images::{ImageStatus, ImageView};
+use super::images::ImageView;
 use crate::api::Api;
 use crate::api::course::index_problem;
 use crate::api::problem::Problem;
@@ -61,16 +61,7 @@ pub async fn list(
     for hash in page.hashes {
         // Erased between the two reads: left out.
         if let Some(r) = index.image(&hash).await.map_err(|e| index_problem(&api, &e))? {
-            images.push(ImageView {
-                hash: hash.to_string(),
-                status: ImageStatus::Done,
-                names: r.names.into_iter().collect(),
-                faces: r.faces.len(),
-                matches: r.matches.len(),
-                fingerprint: r.fingerprint,
-                reason: None,
-                failed_at: None,
-            });
+            images.push(ImageView::done(r));
         }
     }
     Ok(Json(ImageList { images, next_cursor: page.next }))

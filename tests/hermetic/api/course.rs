@@ -89,12 +89,7 @@ async fn match_of_an_unknown_or_faceless_image_is_an_empty_list() {
     let r = front.get(&format!("/match/{}", "0".repeat(64))).await;
     assert_eq!((r.status, r.json()), (StatusCode::OK, json!([])));
     let faceless = ImageHash::of_bytes(b"no faces");
-    let image = facerec::ports::NewImage {
-        hash: faceless.clone(),
-        name: "empty.jpg".into(),
-        faces: vec![],
-        fingerprint: "fp".into(),
-    };
+    let image = facerec::ports::NewImage::bare(faceless.clone(), "empty.jpg", vec![], "fp");
     facerec::ports::FaceIndex::add_image(&*front.index, &image, 0.6).await.unwrap();
     let r = front.get(&format!("/match/{faceless}")).await;
     assert_eq!((r.status, r.json()), (StatusCode::OK, json!([])));

@@ -8,6 +8,7 @@ mod page;
 mod shedding;
 mod ssrf;
 mod v1;
+mod views;
 
 use axum::Router;
 use axum::body::Body;
@@ -75,11 +76,23 @@ impl Front {
         Self { router: facerec::api::router(api), index, queue, fetcher, logs, down }
     }
 
-    /// Stores a recorded test image under `names` (the first one adds the faces).
+    /// Stores a recorded test image under `names` (the first one adds the faces), with its
+    /// layout and no thumbnail.
     pub async fn store(&self, file: &str, names: &[&str]) -> ImageHash {
+        self.store_with(file, names, None).await
+    }
+
+    /// Stores a recorded test image with its layout and `thumbnail`.
+    pub async fn store_with(&self, file: &str, names: &[&str], thumbnail: Option<Vec<u8>>) -> ImageHash {
         let hash = facerec_fakes::testkit::fixtures::hash_of(file);
-        let faces = facerec_fakes::testkit::fixtures::encoded(file).faces.into_iter().map(|f| f.encoding).collect();
-        let image = NewImage { hash: hash.clone(), name: names[0].into(), faces, fingerprint: "fp-test".into() };
+        let encoded = facerec_fakes::testkit::fixtures::encoded(file);
+        let image = NewImage {
+            width: encoded.width,
+            height: encoded.height,
+            boxes: encoded.faces.iter().map(|f| f.bbox).collect(),
+            thumbnail,
+            ..NewImage::bare(hash.clone(), names[0], encoded.faces.iter().map(|f| f.encoding).collect(), "fp-test")
+        };
         self.index.add_image(&image, 0.6).await.unwrap();
         for n in &names[1..] {
             self.index.add_name(&hash, n).await.unwrap();
@@ -161,6 +174,9 @@ impl FaceIndex for DownIndex {
         Err(IndexError::Unavailable("connection refused".into()))
     }
     async fn hash_of(&self, _: &str) -> Result<Option<ImageHash>, IndexError> {
+        Err(IndexError::Unavailable("connection refused".into()))
+    }
+    async fn thumbnail(&self, _: &ImageHash) -> Result<Option<Vec<u8>>, IndexError> {
         Err(IndexError::Unavailable("connection refused".into()))
     }
     async fn record_failure(&self, _: &ImageHash, _: &str) -> Result<(), IndexError> {
