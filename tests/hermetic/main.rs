@@ -9,3 +9,5 @@ mod log_lines;
 mod matching;
 mod replay;
 mod runner;
+mod serve;
+mod serve_queue;
