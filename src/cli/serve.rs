@@ -61,6 +61,10 @@ impl ServeArgs {
     pub fn config(&self) -> Result<ServeConfig, ConfigError> {
         let host = app::hostname(None);
         let front = self.front.config(&self.addr, host.clone())?;
+        // Before the encoder loads its models: a typo in a folder name is told at once.
+        if let Some(missing) = self.dirs.iter().find(|d| !d.exists()) {
+            return Err(ConfigError::invalid("DIR", format!("{} does not exist", missing.display())));
+        }
         if self.queue_images == 0 || self.queue_mb == 0 {
             return Err(ConfigError::invalid("FACEREC_SERVE_QUEUE_IMAGES/_MB", "must be above 0"));
         }
