@@ -2,6 +2,9 @@
 //! (submissions), the `logs` exchange, the SSRF-safe fetcher, and the listener. It serves
 //! at once; Redis is connected in the background (until then reads get 503 and `/readyz`
 //! says why), RabbitMQ is reconnected by [`AmqpQueue`] itself.
+//!
+//! [`bind`] and [`router`] are shared with `facerec serve` (`super::serve`), which puts the
+//! same front-end over the in-process queue and the embedded index.
 
 use super::AppError;
 use crate::adapters::amqp::AmqpSettings;
@@ -14,20 +17,17 @@ use crate::api::server::ServerLimits;
 use crate::api::{Api, ApiPorts, ApiSettings};
 use crate::backoff::Backoff;
 use crate::hash::ImageHash;
-use crate::ports::{FaceIndex, ImageFailure, ImageMatch, ImageRecord, IndexError, NewImage};
+use crate::ports::{FaceIndex, ImageFailure, ImageMatch, ImageQueue, ImageRecord, IndexError, LogSink, NewImage};
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Everything `facerec api` needs, already checked.
+/// The HTTP front-end's own settings, the same for `facerec api` and `facerec serve`.
 #[derive(Debug, Clone)]
-pub struct ApiConfig {
-    /// RabbitMQ (work exchange and logs).
-    pub amqp: AmqpSettings,
-    /// Redis.
-    pub redis: RedisSettings,
+pub struct FrontEnd {
     /// Where to listen (`FACEREC_API_ADDR`).
     pub addr: SocketAddr,
     /// Limits, token, host name.
@@ -36,6 +36,43 @@ pub struct ApiConfig {
     pub fetch: FetchPolicy,
     /// Connection cap and header timeout.
     pub server: ServerLimits,
+}
+
+/// Everything `facerec api` needs, already checked.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// RabbitMQ (work exchange and logs).
+    pub amqp: AmqpSettings,
+    /// Redis.
+    pub redis: RedisSettings,
+    /// Address, limits, token, fetch policy.
+    pub front: FrontEnd,
+}
+
+/// Binds the front-end's address; returns the listener and the address it got (port 0:
+/// any free port).
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn bind(front: &FrontEnd) -> Result<(TcpListener, SocketAddr), AppError> {
+    let listener = crate::api::server::bind(front.addr)
+        .await
+        .map_err(|source| AppError::Io { what: format!("FACEREC_API_ADDR {}", front.addr), source })?;
+    let bound = listener.local_addr().map_err(|source| AppError::Io { what: "local address".into(), source })?;
+    Ok((listener, bound))
+}
+
+/// The router (every route, the page, health) over these ports, with the SSRF-safe
+/// fetcher of `front`'s policy.
+pub fn router(
+    front: &FrontEnd,
+    index: Arc<dyn FaceIndex>,
+    queue: Arc<dyn ImageQueue>,
+    logs: Arc<dyn LogSink>,
+    readiness: Arc<dyn Readiness>,
+) -> axum::Router {
+    let fetcher = Arc::new(SafeFetcher::new(front.fetch.clone()));
+    crate::api::router(Api::new(ApiPorts { index, queue, fetcher, logs, readiness }, front.api.clone()))
 }
 
 /// The Redis index once it is connected.
@@ -112,27 +149,16 @@ impl Readiness for Parts {
 /// # Errors
 /// The address cannot be bound, or Redis refuses the settings.
 pub async fn run(config: ApiConfig, shutdown: CancellationToken) -> Result<(), AppError> {
-    let listener = crate::api::server::bind(config.addr)
-        .await
-        .map_err(|source| AppError::Io { what: format!("FACEREC_API_ADDR {}", config.addr), source })?;
-    let bound = listener.local_addr().map_err(|source| AppError::Io { what: "local address".into(), source })?;
+    let front = &config.front;
+    let (listener, bound) = bind(front).await?;
     let index = Arc::new(LateIndex::default());
     let queue = Arc::new(AmqpQueue::start(config.amqp.clone()));
     let logs = Arc::new(AmqpLogs::start(config.amqp.clone()));
     let parts = Arc::new(Parts { index: index.clone(), queue: queue.clone() });
-    let api = Api::new(
-        ApiPorts {
-            index: index.clone(),
-            queue: queue.clone(),
-            fetcher: Arc::new(SafeFetcher::new(config.fetch.clone())),
-            logs: logs.clone(),
-            readiness: parts,
-        },
-        config.api.clone(),
-    );
+    let router = router(front, index.clone(), queue.clone(), logs.clone(), parts);
     let connecting = tokio::spawn(connect_redis(config.redis.clone(), index.clone(), shutdown.clone()));
-    tracing::info!(address = %bound, allow_private_urls = config.fetch.allow_private, "REST front-end listening");
-    crate::api::server::serve(listener, crate::api::router(api), config.server, shutdown).await;
+    tracing::info!(address = %bound, allow_private_urls = front.fetch.allow_private, "REST front-end listening");
+    crate::api::server::serve(listener, router, front.server, shutdown).await;
     tracing::info!("stopping: closing connections");
     connecting.abort();
     let connected = connecting.await.ok().flatten().transpose();

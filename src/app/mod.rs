@@ -10,12 +10,14 @@
 //! | [`publisher`], [`log_tail`], [`queue_reader`] | RabbitMQ clients of `submit`, `logs`, `capture` |
 //! | [`api::run`] | the REST front-end: Redis reads, AMQP submissions with confirms, fetcher, listener |
 //! | [`worker::run`] | the worker: Redis index, AMQP source and log sink, health server |
+//! | [`serve::Serve`] | API, page and worker in one process: in-process queue, embedded index, stderr logs |
 //!
 //! Errors: a [`ConfigError`] (or a missing model / recording file) is a mistake in the
 //! settings: [`AppError::exit_code`] is 2 and nothing is retried. Only an unreachable
 //! server is waited for, with [`Backoff`](crate::backoff::Backoff).
 
 pub mod api;
+pub mod serve;
 pub mod worker;
 
 use crate::adapters::amqp::client::{LogTail, QueueReader};

@@ -5,7 +5,7 @@ use super::connection_args::{BrokerArgs, RedisArgs};
 use crate::api::ApiSettings;
 use crate::api::fetch::FetchPolicy;
 use crate::api::server::ServerLimits;
-use crate::app::{self, api::ApiConfig};
+use crate::app::{self, api::ApiConfig, api::FrontEnd};
 use crate::config::{ConfigError, Secret};
 use std::path::PathBuf;
 
@@ -21,6 +21,18 @@ pub struct ApiArgs {
     /// Address to listen on.
     #[arg(long, env = "FACEREC_API_ADDR", default_value = "0.0.0.0:5000")]
     pub addr: String,
+    /// Token, limits, CORS, URL fetching.
+    #[command(flatten)]
+    pub front: FrontEndArgs,
+    /// How this process names itself: log routing keys `<name>.rest.info` [default: the host name]
+    #[arg(long, env = "FACEREC_HOSTNAME")]
+    pub hostname: Option<String>,
+}
+
+/// The HTTP front-end's flags, shared by `facerec api` and `facerec serve` (the address is
+/// each command's own: their defaults differ).
+#[derive(Debug, clap::Args)]
+pub struct FrontEndArgs {
     /// Bearer token required on /scan/*, /match/* and /api/v1/* (health and metrics stay
     /// open). Prefer FACEREC_API_TOKEN_FILE: a flag shows in the process list.
     #[arg(long, env = "FACEREC_API_TOKEN", hide_env_values = true)]
@@ -46,22 +58,15 @@ pub struct ApiArgs {
     /// Unset: no CORS headers at all.
     #[arg(long, env = "FACEREC_API_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
-    /// How this process names itself: log routing keys `<name>.rest.info` [default: the host name]
-    #[arg(long, env = "FACEREC_HOSTNAME")]
-    pub hostname: Option<String>,
 }
 
-impl ApiArgs {
-    /// The checked configuration.
+impl FrontEndArgs {
+    /// The checked settings, listening on `addr`, naming log lines after `host`.
     ///
     /// # Errors
     /// The first setting that cannot be used.
-    pub fn config(&self) -> Result<ApiConfig, ConfigError> {
-        let host = app::hostname(self.hostname.as_deref());
-        let amqp = self.broker.settings(&host, 1, 20)?;
-        let redis = self.redis.settings()?;
-        let addr =
-            self.addr.parse().map_err(|e| ConfigError::invalid("FACEREC_API_ADDR", format!("{:?}: {e}", self.addr)))?;
+    pub fn config(&self, addr: &str, host: String) -> Result<FrontEnd, ConfigError> {
+        let addr = addr.parse().map_err(|e| ConfigError::invalid("FACEREC_API_ADDR", format!("{addr:?}: {e}")))?;
         let token = match (&self.token_file, &self.token) {
             (Some(file), _) => Some(Secret::from_file("FACEREC_API_TOKEN_FILE", file)?),
             (None, Some(t)) => Some(Secret::new(t.clone())),
@@ -96,7 +101,21 @@ impl ApiArgs {
             ..FetchPolicy::default()
         };
         let server = ServerLimits { max_connections: self.max_connections.max(1), ..ServerLimits::default() };
-        Ok(ApiConfig { amqp, redis, addr, api, fetch, server })
+        Ok(FrontEnd { addr, api, fetch, server })
+    }
+}
+
+impl ApiArgs {
+    /// The checked configuration.
+    ///
+    /// # Errors
+    /// The first setting that cannot be used.
+    pub fn config(&self) -> Result<ApiConfig, ConfigError> {
+        let host = app::hostname(self.hostname.as_deref());
+        let amqp = self.broker.settings(&host, 1, 20)?;
+        let redis = self.redis.settings()?;
+        let front = self.front.config(&self.addr, host)?;
+        Ok(ApiConfig { amqp, redis, front })
     }
 }
 
@@ -106,7 +125,12 @@ impl ApiArgs {
 /// See [`app::api::run`].
 pub async fn run(args: ApiArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    println!("Serving on {} (rabbitmq {}, redis {})", config.addr, config.amqp.url.host(), config.redis.url.host());
+    println!(
+        "Serving on {} (rabbitmq {}, redis {})",
+        config.front.addr,
+        config.amqp.url.host(),
+        config.redis.url.host()
+    );
     app::api::run(config, crate::shutdown::on_signals()).await?;
     Ok(())
 }

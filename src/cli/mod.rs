@@ -13,6 +13,7 @@ pub mod pipeline_args;
 pub mod record;
 pub mod replay;
 pub mod scan;
+pub mod serve;
 pub mod submit;
 pub mod worker;
 
@@ -32,6 +33,8 @@ pub enum Command {
     Faces(faces::FacesArgs),
     /// Scan folders of photos with no servers: faces, matching images, people.
     Scan(scan::ScanArgs),
+    /// Serve the API and the page with a worker inside, no servers (scans DIRs first).
+    Serve(Box<serve::ServeArgs>),
     /// Record real encodings to a file, for tests and replays without dlib.
     Record(record::RecordArgs),
     /// Run the REST front-end: the course's routes and /api/v1, in front of the workers.
@@ -60,7 +63,7 @@ impl Command {
     pub fn default_log_level(&self) -> &'static str {
         match self {
             Command::Faces(_) | Command::Scan(_) | Command::Record(_) => "warn",
-            Command::Worker(_) | Command::Api(_) => "info",
+            Command::Worker(_) | Command::Api(_) | Command::Serve(_) => "info",
             Command::Submit(_)
             | Command::Matches(_)
             | Command::Forget(_)
@@ -82,6 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scan(args) => scan::run(args).await,
         Command::Record(args) => record::run(args).await,
         Command::Api(args) => api::run(*args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Worker(args) => worker::run(*args).await,
         Command::Submit(args) => submit::run(args).await,
         Command::Matches(args) => matches::run(args).await,

@@ -10,4 +10,6 @@ mod log_lines;
 mod matching;
 mod replay;
 mod runner;
+mod serve;
+mod serve_queue;
 mod thumbnails;
