@@ -69,9 +69,11 @@ impl ServeArgs {
             return Err(ConfigError::invalid("FACEREC_SERVE_QUEUE_IMAGES/_MB", "must be above 0"));
         }
         let encoder = match &self.recorded {
-            Some(file) => {
-                EncoderChoice::Recorded { file: file.clone(), delay: Duration::from_millis(self.recorded_delay_ms) }
-            }
+            Some(file) => EncoderChoice::Recorded {
+                file: file.clone(),
+                delay: Duration::from_millis(self.recorded_delay_ms),
+                thumbnails: self.encoder.thumbnails(),
+            },
             None => EncoderChoice::Dlib(self.encoder.settings()),
         };
         Ok(ServeConfig {
