@@ -2,7 +2,8 @@
 # Runs every test: formatting, lints, licences, the hermetic suite, the dlib encoder
 # against Python's face_recognition, integration tests and fault drills against real
 # RabbitMQ and Redis (installed and started here when missing), the bad-input corpus,
-# short fuzz runs, and the container/Kubernetes lints. Stops at the first failure; never
+# short fuzz runs, the container/Kubernetes lints and the image built and run, and the web
+# page in headless Chromium. Stops at the first failure; never
 # skips a suite.
 # Usage: scripts/test.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -43,4 +44,6 @@ log "container and Kubernetes lints"
 # The test build's binary has the same shared libraries as the release one: no second build.
 FACEREC_BINARY="$REPO_ROOT/target/debug/facerec" "$REPO_ROOT/scripts/lint-deploy.sh"
 FACEREC_BINARY="$REPO_ROOT/target/debug/facerec" "$REPO_ROOT/scripts/container-test.sh"
+log "the web page in Chromium against facerec serve and facerec api + worker"
+FACEREC_BIN="$REPO_ROOT/target/debug/facerec" "$REPO_ROOT/scripts/browser-test.sh"
 log "all tests passed"
