@@ -160,7 +160,12 @@ impl<E: FaceEncoder, I: FaceIndex, L: LogSink> Orchestrator<E, I, L> {
             );
             return self.reject(None, reason).await;
         }
-        let request = match ScanRequest::parse(&delivery.body, &delivery.headers, &self.settings.limits) {
+        // Parsing holds the body and the image decoded out of it (at most the body's size
+        // again): that much of the encoder's memory budget, for as long as it takes.
+        let parsing = self.encoder.reserve_memory(delivery.body.len().saturating_mul(2)).await;
+        let parsed = ScanRequest::parse(&delivery.body, &delivery.headers, &self.settings.limits);
+        drop(parsing);
+        let request = match parsed {
             Ok(r) => r,
             Err(e) => return self.reject(None, format!("bad message: {e}")).await,
         };

@@ -146,6 +146,33 @@ pub trait FaceEncoder: Send + Sync {
     fn stalled(&self) -> Option<String> {
         None
     }
+
+    /// Takes `bytes` of the encoder's memory budget, held until the reservation is
+    /// dropped (waiting while the budget is spent). The orchestrator holds one while it
+    /// parses a message (its body and the image decoded out of it), so a big message is
+    /// not unpacked while images being encoded use the budget. `None`: this encoder has no
+    /// budget (the default).
+    async fn reserve_memory(&self, bytes: usize) -> Option<MemoryReservation> {
+        let _ = bytes;
+        None
+    }
+}
+
+/// A share of an encoder's memory budget ([`FaceEncoder::reserve_memory`]), given back
+/// when dropped.
+pub struct MemoryReservation(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl MemoryReservation {
+    /// Wraps whatever gives the share back when dropped (a semaphore permit).
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(guard))
+    }
+}
+
+impl std::fmt::Debug for MemoryReservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryReservation")
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -476,6 +503,9 @@ impl<T: FaceEncoder + ?Sized> FaceEncoder for std::sync::Arc<T> {
     }
     fn stalled(&self) -> Option<String> {
         (**self).stalled()
+    }
+    async fn reserve_memory(&self, bytes: usize) -> Option<MemoryReservation> {
+        (**self).reserve_memory(bytes).await
     }
 }
 

@@ -142,3 +142,57 @@ async fn a_failed_settlement_pauses_the_runner() {
     assert!(matches!(seen.first(), Some(Some(r)) if r.contains("settling failed")), "{seen:?}");
     assert_eq!(seen.last(), Some(&None));
 }
+
+/// Recorded results, with a memory budget of `budget_mib` MiB that tests can spend.
+#[derive(Clone)]
+struct Budgeted {
+    memory: Arc<tokio::sync::Semaphore>,
+    asked: Arc<Mutex<Vec<usize>>>,
+    rest: FakeEncoder,
+}
+
+#[async_trait]
+impl FaceEncoder for Budgeted {
+    async fn encode(&self, hash: &ImageHash, image: &[u8]) -> Result<EncodedImage, EncodeError> {
+        self.rest.encode(hash, image).await
+    }
+    fn fingerprint(&self) -> String {
+        "budgeted".into()
+    }
+    async fn reserve_memory(&self, bytes: usize) -> Option<facerec::ports::MemoryReservation> {
+        self.asked.lock().unwrap().push(bytes);
+        let mib = u32::try_from(bytes.div_ceil(1 << 20)).unwrap().clamp(1, 8);
+        self.memory.clone().acquire_many_owned(mib).await.ok().map(facerec::ports::MemoryReservation::new)
+    }
+}
+
+#[tokio::test]
+async fn a_message_is_not_parsed_while_the_encoders_memory_budget_is_spent() {
+    let memory = Arc::new(tokio::sync::Semaphore::new(8));
+    let encoder = Budgeted { memory: memory.clone(), asked: Arc::default(), rest: Harness::new().encoder.clone() };
+    let index = FlakyIndex::new(facerec::adapters::embedded_index::EmbeddedIndex::in_memory());
+    let o = Arc::new(Orchestrator::new(encoder.clone(), index.clone(), RecordingLogs::new(), Settings::for_host("h")));
+    // A valid message padded to 3 MB with a field nobody reads.
+    let hash = hash_of("obama.jpg");
+    let mut body = message(hash.as_str(), "padded.jpg");
+    let pad = format!(",\"pad\":\"{}\"}}", "0".repeat(3 << 20));
+    body.truncate(body.len() - 1);
+    body.extend_from_slice(pad.as_bytes());
+
+    // Images being encoded hold the whole budget.
+    let held = memory.clone().acquire_many_owned(8).await.unwrap();
+    let delivery = Delivery { id: DeliveryId(1), body: body.clone(), headers: BTreeMap::new(), attempt: 1 };
+    let task = {
+        let o = o.clone();
+        tokio::spawn(async move { o.process(&delivery).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!task.is_finished(), "parsed while the budget was spent");
+    assert!(index.calls().is_empty());
+    drop(held);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), task).await.expect("parsed once memory is free").unwrap();
+    assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
+    // It asked for the body and the image decoded out of it, and gave it all back.
+    assert_eq!(encoder.asked.lock().unwrap().first(), Some(&(body.len() * 2)));
+    assert_eq!(memory.available_permits(), 8);
+}

@@ -11,7 +11,7 @@ use super::{Detector, EncoderSettings, Landmarks, models};
 use crate::decode::decode;
 use crate::face::{BoundingBox, EncodedImage, Encoding, Face, StageTimes};
 use crate::hash::ImageHash;
-use crate::ports::{EncodeError, FaceEncoder};
+use crate::ports::{EncodeError, FaceEncoder, MemoryReservation};
 use async_trait::async_trait;
 use dlib_face_recognition::{
     FaceEncoderNetwork, FaceEncoderTrait, ImageMatrix, LandmarkPredictor, LandmarkPredictorTrait,
@@ -370,6 +370,11 @@ impl FaceEncoder for DlibEncoder {
 
     fn fingerprint(&self) -> String {
         self.fingerprint.clone()
+    }
+
+    async fn reserve_memory(&self, bytes: usize) -> Option<MemoryReservation> {
+        let mib = u32::try_from(bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX).clamp(1, self.memory_budget_mib);
+        self.memory.clone().acquire_many_owned(mib).await.ok().map(MemoryReservation::new)
     }
 
     fn stalled(&self) -> Option<String> {
