@@ -94,6 +94,9 @@ async fn submit_resends_what_was_not_confirmed_when_the_broker_goes_away() {
     }
     let lost: Vec<&String> = printed.difference(&queued).collect();
     assert!(lost.is_empty(), "{} confirmed images are not on the queue, e.g. {:?}", lost.len(), lost.first());
-    eprintln!("{IMAGES} images, broker stopped after {during}; {messages} messages queued ({} duplicates)", messages - IMAGES);
+    eprintln!(
+        "{IMAGES} images, broker stopped after {during}; {messages} messages queued ({} duplicates)",
+        messages - IMAGES
+    );
     cleanup(&names).await;
 }

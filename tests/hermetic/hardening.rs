@@ -190,7 +190,8 @@ async fn a_message_is_not_parsed_while_the_encoders_memory_budget_is_spent() {
     assert!(!task.is_finished(), "parsed while the budget was spent");
     assert!(index.calls().is_empty());
     drop(held);
-    let outcome = tokio::time::timeout(Duration::from_secs(5), task).await.expect("parsed once memory is free").unwrap();
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("parsed once memory is free").unwrap();
     assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
     // It asked for the body and the image decoded out of it, and gave it all back.
     assert_eq!(encoder.asked.lock().unwrap().first(), Some(&(body.len() * 2)));

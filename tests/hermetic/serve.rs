@@ -73,7 +73,11 @@ fn config(dir: &Path, index: Option<PathBuf>, delay: Duration) -> ServeConfig {
             fetch: FetchPolicy::default(),
             server: ServerLimits::default(),
         },
-        encoder: EncoderChoice::Recorded { file: write_recording(dir), delay, thumbnails: facerec::thumbnail::ThumbnailSettings::default() },
+        encoder: EncoderChoice::Recorded {
+            file: write_recording(dir),
+            delay,
+            thumbnails: facerec::thumbnail::ThumbnailSettings::default(),
+        },
         index,
         pipeline: Settings::for_host(HOST),
         run: RunOptions { concurrency: 2, retry_base: Duration::from_millis(10), ..RunOptions::default() },

@@ -29,14 +29,8 @@ impl ResendingPublisher {
     /// No broker answered in time, or one refused the declarations (unroutable topology,
     /// bad credentials keep failing until the deadline).
     pub async fn connect(settings: AmqpSettings, purpose: &str, give_up_after: Duration) -> Result<Self, AmqpError> {
-        let mut publisher = Self {
-            settings,
-            purpose: purpose.to_owned(),
-            give_up_after,
-            link: None,
-            resent: 0,
-            connects: 0,
-        };
+        let mut publisher =
+            Self { settings, purpose: purpose.to_owned(), give_up_after, link: None, resent: 0, connects: 0 };
         let deadline = Instant::now() + give_up_after;
         let mut backoff = Backoff::default();
         loop {
@@ -70,7 +64,13 @@ impl ResendingPublisher {
     /// # Errors
     /// No queue is bound for it (a configuration mistake: not retried), or no broker
     /// confirmed it within the time given to [`ResendingPublisher::connect`].
-    pub async fn publish_image(&mut self, hash: &ImageHash, name: &str, image: &[u8], raw: bool) -> Result<(), AmqpError> {
+    pub async fn publish_image(
+        &mut self,
+        hash: &ImageHash,
+        name: &str,
+        image: &[u8],
+        raw: bool,
+    ) -> Result<(), AmqpError> {
         let deadline = Instant::now() + self.give_up_after;
         let mut backoff = Backoff::default();
         let mut tries = 0u32;
