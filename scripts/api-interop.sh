@@ -19,20 +19,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  "$PY" - "$id" <<'PYEOF' || true
-import sys, pika
-name = sys.argv[1]
-channel = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1")).channel()
-for q in (name, name + ".dead"):
-    channel.queue_delete(q)
-for e in (name, name + ".logs"):
-    channel.exchange_delete(e)
-import redis
-for db in range(5):
-    r = redis.Redis(host="127.0.0.1", db=db)
-    for key in r.scan_iter(match=name + ":*", count=1000):
-        r.delete(key)
-PYEOF
+  "$PY" scripts/remove_test_names.py "$id" || true
 }
 trap cleanup EXIT
 FACEREC_API_ALLOW_PRIVATE_URLS=true "$BIN" api --addr "127.0.0.1:$port" "${names[@]}" >"/tmp/$id-api.log" 2>&1 &

@@ -50,14 +50,13 @@ pub struct EncoderArgs {
 }
 
 impl EncoderArgs {
-    /// dlib with these flags, or the recording in `encodings` when one is given.
-    pub fn choice(&self, encodings: Option<&std::path::Path>) -> crate::app::EncoderChoice {
+    /// dlib with these flags, or the recording in `encodings` when one is given (each
+    /// answer after `delay`, to stand in for dlib's time in drills).
+    pub fn choice(&self, encodings: Option<&std::path::Path>, delay: std::time::Duration) -> crate::app::EncoderChoice {
         match encodings {
-            Some(file) => crate::app::EncoderChoice::Recorded {
-                file: file.to_owned(),
-                delay: std::time::Duration::ZERO,
-                thumbnails: self.thumbnails(),
-            },
+            Some(file) => {
+                crate::app::EncoderChoice::Recorded { file: file.to_owned(), delay, thumbnails: self.thumbnails() }
+            }
             None => crate::app::EncoderChoice::Dlib(self.settings()),
         }
     }

@@ -93,7 +93,7 @@ pub async fn run(args: ForgetArgs) -> anyhow::Result<()> {
     }
     if let Some(photo) = &args.face {
         let bytes = std::fs::read(photo).with_context(|| format!("reading {}", photo.display()))?;
-        let encoder = app::encoder(&args.encoder.choice(args.encodings.as_deref()))?;
+        let encoder = app::encoder(&args.encoder.choice(args.encodings.as_deref(), std::time::Duration::ZERO))?;
         let image = encoder.encode(&ImageHash::of_bytes(&bytes), &bytes).await?;
         if image.faces.is_empty() {
             bail!("no face found in {}", photo.display());

@@ -48,7 +48,7 @@ pub struct ReplayArgs {
 
 /// Runs the command; fails if any message was dead-lettered.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let encoder = app::encoder(&args.encoder.choice(args.encodings.as_deref()))?;
+    let encoder = app::encoder(&args.encoder.choice(args.encodings.as_deref(), std::time::Duration::ZERO))?;
     let index: Arc<dyn FaceIndex> = match args.index {
         IndexKind::Memory => Arc::new(app::embedded_index(None)?),
         IndexKind::Redis => Arc::new(app::redis_index(args.redis.settings()?).await?),

@@ -47,7 +47,7 @@ pub struct ScanArgs {
 
 /// Runs the command.
 pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
-    let encoder = app::encoder(&args.encoder.choice(args.encodings.as_deref()))?;
+    let encoder = app::encoder(&args.encoder.choice(args.encodings.as_deref(), std::time::Duration::ZERO))?;
     let index = Arc::new(app::embedded_index(args.index.as_deref())?);
     let source = Arc::new(FileSource::new(FileKind::Images, &args.paths)?);
     let settings = args.pipeline.settings(&app::hostname(None));

@@ -6,8 +6,8 @@ use super::api::FrontEndArgs;
 use super::encoder_args::EncoderArgs;
 use super::pipeline_args::PipelineArgs;
 use crate::adapters::memory_queue::QueueLimits;
+use crate::app;
 use crate::app::serve::{ScanEvents, Serve, ServeConfig};
-use crate::app::{self, EncoderChoice};
 use crate::config::ConfigError;
 use crate::orchestrator::Outcome;
 use crate::runner::Report;
@@ -68,14 +68,7 @@ impl ServeArgs {
         if self.queue_images == 0 || self.queue_mb == 0 {
             return Err(ConfigError::invalid("FACEREC_SERVE_QUEUE_IMAGES/_MB", "must be above 0"));
         }
-        let encoder = match &self.recorded {
-            Some(file) => EncoderChoice::Recorded {
-                file: file.clone(),
-                delay: Duration::from_millis(self.recorded_delay_ms),
-                thumbnails: self.encoder.thumbnails(),
-            },
-            None => EncoderChoice::Dlib(self.encoder.settings()),
-        };
+        let encoder = self.encoder.choice(self.recorded.as_deref(), Duration::from_millis(self.recorded_delay_ms));
         Ok(ServeConfig {
             front,
             encoder,

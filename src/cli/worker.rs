@@ -4,8 +4,8 @@
 use super::connection_args::{BrokerArgs, RedisArgs};
 use super::encoder_args::EncoderArgs;
 use super::pipeline_args::PipelineArgs;
+use crate::app;
 use crate::app::worker::WorkerConfig;
-use crate::app::{self, EncoderChoice};
 use crate::config::ConfigError;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,14 +62,7 @@ impl WorkerArgs {
                 Some(addr.parse().map_err(|e| ConfigError::invalid("FACEREC_HTTP_ADDR", format!("{addr:?}: {e}")))?)
             }
         };
-        let encoder = match &self.encodings {
-            Some(file) => EncoderChoice::Recorded {
-                file: file.clone(),
-                delay: Duration::from_millis(self.recorded_delay_ms),
-                thumbnails: self.encoder.thumbnails(),
-            },
-            None => EncoderChoice::Dlib(self.encoder.settings()),
-        };
+        let encoder = self.encoder.choice(self.encodings.as_deref(), Duration::from_millis(self.recorded_delay_ms));
         Ok(WorkerConfig { amqp, redis, encoder, pipeline, run, http_addr })
     }
 }

@@ -120,7 +120,7 @@ async fn the_thumbnail_setting_flows_from_the_flag_to_the_encoder() {
         encoder: facerec::cli::encoder_args::EncoderArgs,
     }
     let cli = Cli::try_parse_from(["facerec", "--thumbnail-px", "64"]).unwrap();
-    let choice = cli.encoder.choice(Some(&recorded_encodings_path()));
+    let choice = cli.encoder.choice(Some(&recorded_encodings_path()), std::time::Duration::ZERO);
     let encoder = facerec::app::encoder(&choice).unwrap();
     let want = encoded("obama.jpg");
     let hash: ImageHash = hash_of("obama.jpg");
