@@ -5,22 +5,24 @@
 # 256 (the default) and 0 (off):
 #   1. instructions, counted by callgrind (repeatable whatever else the machine does);
 #   2. wall time, ROUNDS interleaved rounds of both, median per setting.
-# Not run in CI. Usage: benches/thumbnail_cost.sh [ROUNDS]   (needs the release binary:
+# Not run in CI. THUMB_IMAGES: another folder (callgrind runs dlib ~50x slower).
+# Usage: benches/thumbnail_cost.sh [ROUNDS]   (needs the release binary:
 # cargo build --release --features dlib; FACEREC_BIN to use another)
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 BIN=${FACEREC_BIN:-$REPO_ROOT/target/release/facerec}
 ROUNDS=${1:-5}
 [[ -x $BIN ]] || die "no binary at $BIN (cargo build --release --features dlib)"
 command -v valgrind >/dev/null || apt_install valgrind
-mapfile -t images < <(find "$FACEREC_IMAGES" -maxdepth 1 -type f \( -name '*.jpg' -o -name '*.png' \) | sort)
-(( ${#images[@]} > 0 )) || die "no sample images in $FACEREC_IMAGES (scripts/setup.sh)"
+IMAGES_DIR=${THUMB_IMAGES:-$FACEREC_IMAGES}
+mapfile -t images < <(find "$IMAGES_DIR" -maxdepth 1 -type f \( -name '*.jpg' -o -name '*.png' \) | sort)
+(( ${#images[@]} > 0 )) || die "no sample images in $IMAGES_DIR (scripts/setup.sh)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 instructions() { # px
   FACEREC_THUMBNAIL_PX=$1 FACEREC_ENCODER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$work/cg.$1" \
     "$BIN" faces "${images[@]}" >/dev/null 2>"$work/vg.$1"
-  callgrind_annotate "$work/cg.$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+  callgrind_annotate "$work/cg.$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
 }
 seconds() { # px
   local start end
