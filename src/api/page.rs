@@ -2,7 +2,9 @@
 //! `src/api/page/` embedded in the binary (nothing to build, nothing fetched from elsewhere).
 //!
 //! Every file is sent with `Cache-Control: no-cache` and a strong ETag (a SHA-256 prefix of
-//! its bytes), so a browser revalidates and gets a 304 until the binary changes, and with a
+//! its bytes), so a browser revalidates and gets a 304 until the binary changes; gzipped
+//! (compressed once, at first use) to a client whose `Accept-Encoding` allows it, under an
+//! ETag of its own and with `Vary: Accept-Encoding`; and with a
 //! Content-Security-Policy that lets the page load from and talk to this origin only (images
 //! also from `data:` and `blob:`, which the page uses for local previews and for thumbnails
 //! fetched with the bearer token). No inline script or style is allowed. The page is open
@@ -10,12 +12,16 @@
 
 use super::problem::Problem;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
+use std::io::Write as _;
 use std::sync::LazyLock;
 
 /// One embedded file of the page.
@@ -58,16 +64,43 @@ pub const ASSETS: &[Asset] = &[
 pub const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; \
     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Each asset's strong ETag, in [`ASSETS`] order.
-static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+/// One way of sending an asset: its bytes and their strong ETag.
+struct Variant {
+    body: Bytes,
+    etag: HeaderValue,
+}
+
+/// Each asset as it is and gzipped, in [`ASSETS`] order.
+static VARIANTS: LazyLock<Vec<(Variant, Variant)>> = LazyLock::new(|| {
     ASSETS
         .iter()
         .map(|a| {
-            let tag = format!("\"{}\"", hex::encode(&Sha256::digest(a.body)[..16]));
-            HeaderValue::from_str(&tag).expect("hex is a valid header value")
+            let tag = hex::encode(&Sha256::digest(a.body)[..16]);
+            let etag = |t: String| HeaderValue::from_str(&t).expect("hex is a valid header value");
+            let plain = Variant { body: Bytes::from_static(a.body), etag: etag(format!("\"{tag}\"")) };
+            let gzipped = Variant { body: gzip(a.body).into(), etag: etag(format!("\"{tag}-gzip\"")) };
+            (plain, gzipped)
         })
         .collect()
 });
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    encoder.write_all(bytes).expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Whether `Accept-Encoding` allows gzip (`gzip`, `x-gzip` or `*`, with a q-value above 0).
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    let codings = request.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok());
+    codings.flat_map(|v| v.split(',')).any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let q = parts.find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="))).map(str::trim);
+        let allowed = q.is_none_or(|q| q.parse::<f32>().is_ok_and(|q| q > 0.0));
+        matches!(name.as_str(), "gzip" | "x-gzip" | "*") && allowed
+    })
+}
 
 /// `/` and `/assets/{file}`, for any router state.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -87,15 +120,21 @@ async fn asset(file: Result<Path<String>, PathRejection>, headers: HeaderMap) ->
 }
 
 fn serve(i: usize, request: &HeaderMap) -> Response {
-    let (asset, etag) = (&ASSETS[i], &ETAGS[i]);
-    let fresh = request.get_all(header::IF_NONE_MATCH).iter().any(|v| matches_etag(v, etag));
+    let (plain, gzipped) = &VARIANTS[i];
+    let gzip = accepts_gzip(request);
+    let variant = if gzip { gzipped } else { plain };
+    let fresh = request.get_all(header::IF_NONE_MATCH).iter().any(|v| matches_etag(v, &variant.etag));
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()
+        ([(header::CONTENT_TYPE, ASSETS[i].content_type)], variant.body.clone()).into_response()
     };
     let h = response.headers_mut();
-    h.insert(header::ETAG, etag.clone());
+    if gzip && !fresh {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    h.insert(header::ETAG, variant.etag.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

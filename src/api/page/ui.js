@@ -46,6 +46,28 @@ function boxes(view) {
   });
 }
 
+// Thumbnails are fetched when their picture comes within 100 px of the viewport,
+// not when the card is made: the first load carries only what is seen (Chromium's own
+// loading="lazy" distance covers the whole first page, and blob: URLs bypass it).
+const loaders = new WeakMap();
+const nearView = new IntersectionObserver(
+  (entries) => {
+    for (const { target, isIntersecting } of entries) {
+      if (!isIntersecting) continue;
+      nearView.unobserve(target);
+      loaders.get(target)?.();
+      loaders.delete(target);
+    }
+  },
+  { rootMargin: "100px 0px" },
+);
+
+/** Runs `load` once `el` comes near the viewport. */
+function whenNear(el, load) {
+  loaders.set(el, load);
+  nearView.observe(el);
+}
+
 /**
  * The picture: the thumbnail (or `preview`, a local blob: URL, or a neutral placeholder)
  * with every face box over it. `frame` is the width/height ratio of the box it is fitted in
@@ -74,7 +96,7 @@ export function picture(view, { preview, frame = 1, alt } = {}) {
     pic.prepend(img);
   };
   if (view.thumbnail) {
-    thumbnail(view.hash).then(show, () => (preview ? show(preview) : pic.prepend(placeholder(describe))));
+    whenNear(pic, () => thumbnail(view.hash).then(show, () => (preview ? show(preview) : pic.prepend(placeholder(describe)))));
   } else if (preview) {
     show(preview);
   } else {
@@ -101,9 +123,11 @@ export function faceCrop(face, label) {
   const px = w > side ? (x0 / (w - side)) * 100 : 50;
   const py = hgt > side ? (y0 / (hgt - side)) * 100 : 50;
   el.style.backgroundPosition = `${px.toFixed(3)}% ${py.toFixed(3)}%`;
-  thumbnail(face.hash).then(
-    (src) => (el.style.backgroundImage = `url("${src}")`),
-    () => el.classList.add("missing"),
+  whenNear(el, () =>
+    thumbnail(face.hash).then(
+      (src) => (el.style.backgroundImage = `url("${src}")`),
+      () => el.classList.add("missing"),
+    ),
   );
   return el;
 }

@@ -3,20 +3,72 @@
 
 use super::Front;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use facerec::api::ApiSettings;
 use facerec::api::page::{ASSETS, CSP};
 use facerec::config::Secret;
+use std::io::Read as _;
 use tower::ServiceExt as _;
 
-/// A conditional GET: (status, ETag, body); a 304 is not an error, so not `Front::call`.
-async fn conditional(front: &Front, path: &str, if_none_match: &str) -> (StatusCode, Option<String>, Vec<u8>) {
-    let request = Request::get(path).header("if-none-match", if_none_match).body(Body::empty()).unwrap();
-    let response = front.router.clone().oneshot(request).await.unwrap();
-    let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
-    let status = response.status();
+/// A GET with the given headers: (status, headers, body); a 304 is not an error, so not
+/// `Front::call`.
+async fn get_with(front: &Front, path: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let request = headers.iter().fold(Request::get(path), |r, (name, value)| r.header(*name, *value));
+    let response = front.router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
     let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec();
-    (status, etag, body)
+    (status, headers, body)
+}
+
+/// A conditional GET: (status, ETag, body).
+async fn conditional(front: &Front, path: &str, if_none_match: &str) -> (StatusCode, Option<String>, Vec<u8>) {
+    let (status, headers, body) = get_with(front, path, &[("if-none-match", if_none_match)]).await;
+    (status, headers.get("etag").map(|v| v.to_str().unwrap().to_owned()), body)
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).expect("a gzip stream");
+    out
+}
+
+#[tokio::test]
+async fn assets_are_gzipped_for_clients_that_accept_it_under_their_own_etag() {
+    let front = Front::new();
+    let (mut plain_total, mut sent_total) = (0, 0);
+    for asset in ASSETS {
+        let path = format!("/assets/{}", asset.name);
+        let (status, headers, body) = get_with(&front, &path, &[("accept-encoding", "gzip, deflate, br, zstd")]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(headers.get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"), "{path}");
+        assert_eq!(headers.get("vary").map(|v| v.to_str().unwrap()), Some("accept-encoding"), "{path}");
+        assert_eq!(gunzip(&body), asset.body, "{path}: the gzipped body is the file");
+        let gzip_tag = headers.get("etag").unwrap().to_str().unwrap().to_owned();
+        (plain_total, sent_total) = (plain_total + asset.body.len(), sent_total + body.len());
+
+        let (status, headers, body) = get_with(&front, &path, &[]).await;
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, asset.body), "{path} without Accept-Encoding");
+        assert!(headers.get("content-encoding").is_none(), "{path}");
+        let plain_tag = headers.get("etag").unwrap().to_str().unwrap();
+        assert_ne!(plain_tag, gzip_tag, "{path}: two representations, one ETag");
+
+        let (status, _, body) =
+            get_with(&front, &path, &[("accept-encoding", "gzip"), ("if-none-match", &gzip_tag)]).await;
+        assert_eq!((status, body.len()), (StatusCode::NOT_MODIFIED, 0), "{path}: revalidating the gzipped copy");
+        let (status, _, _) = get_with(&front, &path, &[("if-none-match", &gzip_tag)]).await;
+        assert_eq!(status, StatusCode::OK, "{path}: the gzipped copy's ETag does not validate the plain one");
+    }
+    assert!(sent_total * 2 < plain_total, "gzip sent {sent_total} of {plain_total} bytes");
+    for refused in ["gzip;q=0", "identity", "br, deflate", "gzip ; q=0.0, br"] {
+        let (_, headers, body) = get_with(&front, "/", &[("accept-encoding", refused)]).await;
+        assert!(headers.get("content-encoding").is_none(), "Accept-Encoding: {refused}");
+        assert_eq!(body, text("index.html").as_bytes(), "Accept-Encoding: {refused}");
+    }
+    for allowed in ["x-gzip", "*", "GZIP;q=0.5", "br;q=1, gzip;q=0.1"] {
+        let (_, headers, body) = get_with(&front, "/", &[("accept-encoding", allowed)]).await;
+        assert_eq!(headers.get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"), "{allowed}");
+        assert_eq!(gunzip(&body), text("index.html").as_bytes(), "{allowed}");
+    }
 }
 
 fn text(name: &str) -> &'static str {
