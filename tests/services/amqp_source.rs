@@ -1,12 +1,13 @@
 //! The RabbitMQ source in-process: ack, requeue with a counted attempt, dead letters with
-//! their reason, redelivery after a lost connection.
+//! their reason, redelivery after a lost connection; the same on a quorum queue.
 
 use facerec::adapters::amqp::source::AmqpSource;
-use facerec::adapters::amqp::{ATTEMPT_HEADER, REASON_HEADER, text_headers};
+use facerec::adapters::amqp::{ATTEMPT_HEADER, QueueType, REASON_HEADER, text_headers};
 use facerec::ports::{MessageSource, Settlement};
-use facerec_fakes::testkit::servers::{cleanup, publish, queue_len, rabbit};
+use facerec_fakes::testkit::servers::{cleanup, publish, publish_undeclared, queue_len, rabbit};
 use facerec_fakes::testkit::{Names, wait_until};
-use lapin::options::{BasicAckOptions, BasicGetOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
 
 async fn next(source: &AmqpSource) -> facerec::ports::Delivery {
@@ -93,5 +94,44 @@ async fn prefetched_messages_never_taken_are_returned_uncounted_on_close() {
         source.settle(d.id, Settlement::Ack).await.unwrap();
     }
     source.close().await;
+    cleanup(&names).await;
+}
+
+#[tokio::test]
+async fn a_quorum_work_queue_counts_by_itself_and_dead_letters_into_a_quorum_queue() {
+    let names = Names::new("quorum");
+    let mut settings = names.amqp_settings();
+    settings.queue_type = QueueType::Quorum;
+    let conn = rabbit().await;
+    facerec::adapters::amqp::topology::declare_work(&conn, &settings).await.unwrap();
+    publish_undeclared(&names, vec![(b"poison".to_vec(), Default::default())]).await;
+
+    let source = AmqpSource::start(settings, 3);
+    let d = next(&source).await;
+    assert_eq!(d.attempt, 1);
+    source.settle(d.id, Settlement::Requeue { reason: "redis down".into() }).await.unwrap();
+    let d = next(&source).await;
+    assert_eq!((d.body.as_slice(), d.attempt), (b"poison".as_slice(), 2), "the broker's x-delivery-count");
+    source.settle(d.id, Settlement::DeadLetter { reason: "gave up".into() }).await.unwrap();
+    source.close().await;
+    wait_until("dead letter stored", Duration::from_secs(5), || async { queue_len(&names.dead).await == 1 }).await;
+
+    // Both queues are quorum queues: re-declaring them as such is accepted (a classic
+    // queue refuses an x-queue-type it was not declared with). A classic dead-letter queue
+    // lives on one node of a cluster, and with that node down dead-lettering, and so all
+    // consuming, would stop.
+    for queue in [&names.queue, &names.dead] {
+        let ch = conn.create_channel().await.unwrap();
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        if queue == &names.queue {
+            args.insert("x-delivery-limit".into(), AMQPValue::LongInt(names.amqp_settings().delivery_limit as i32));
+            args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+            args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(names.dead.as_str().into()));
+        }
+        let declared = ch.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args).await;
+        assert!(declared.is_ok(), "{queue} is not a quorum queue: {declared:?}");
+    }
+    let _ = conn.close(200, "bye".into()).await;
     cleanup(&names).await;
 }

@@ -11,21 +11,24 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ExchangeKind};
 
 /// Declares exchange `toWorker`, queue `toWorker` bound with its key, and the dead-letter
-/// queue.
+/// queue, of the work queue's type: on a cluster a classic dead-letter queue lives on one
+/// node, and with that node down every dead-lettering (so all consuming) would stop.
 ///
 /// # Errors
 /// The broker refused a declaration.
 pub async fn declare_work(conn: &Connection, s: &AmqpSettings) -> Result<(), lapin::Error> {
     ensure_exchange(conn, &s.exchange, ExchangeKind::Direct, true).await?;
     let mut args = FieldTable::default();
+    let mut dead_args = FieldTable::default();
     if s.queue_type == QueueType::Quorum {
         args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        dead_args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
         args.insert("x-delivery-limit".into(), AMQPValue::LongInt(s.delivery_limit as i32));
         args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(s.dead_letter_queue.as_str().into()));
     }
     ensure_queue(conn, &s.queue, args).await?;
-    ensure_queue(conn, &s.dead_letter_queue, FieldTable::default()).await?;
+    ensure_queue(conn, &s.dead_letter_queue, dead_args).await?;
     let channel = conn.create_channel().await?;
     channel
         .queue_bind(
