@@ -2,8 +2,9 @@
 # The web page in headless Chromium (tests/browser/) against the real servers, twice:
 #   1. `facerec serve` (one process, no servers: dlib, embedded index in a temp folder);
 #   2. `facerec api` + `facerec worker` on the local RabbitMQ and Redis (recorded
-#      encodings, own exchange/queues/key prefix, removed afterwards).
-# Screenshots: target/browser/serve/ and target/browser/api/.
+#      encodings, own exchange/queues/key prefix, removed afterwards);
+# then against the test's mock server, for the cases a real server cannot be set up for.
+# Screenshots: target/browser/serve/, target/browser/api/ and target/browser/mock/.
 # Usage: scripts/browser-test.sh  (FACEREC_BIN: the binary, built with --features dlib)
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$REPO_ROOT"
@@ -50,4 +51,8 @@ pids+=($!)
 wait_ready "http://127.0.0.1:$port" "$work/api.log"
 BASE="http://127.0.0.1:$port" SHOTS="$REPO_ROOT/target/browser/api" tests/browser/run.sh ||
   { cat "$work/api.log" "$work/worker.log" >&2; exit 1; }
+# The token prompt and the missing-thumbnail placeholder need a server the test can set
+# up as it likes: they run against the test's mock server (and are skipped above).
+log "browser tests against the mock server (token prompt, missing thumbnail)"
+SHOTS="$REPO_ROOT/target/browser/mock" tests/browser/run.sh
 log "browser tests passed (screenshots in target/browser/)"
