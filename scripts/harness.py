@@ -39,6 +39,7 @@ SAMPLES = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "32bit.png",
            "obama_partial_face.jpg", "obama_partial_face2.jpg"]
 # The header a dead-lettered message carries its reason in (src/adapters/amqp/mod.rs).
 REASON_HEADER = "x-facerec-reason"
+ATTEMPT_HEADER = "x-facerec-attempt"
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -126,8 +127,9 @@ def delete_queue(name):
     conn.close()
 
 
-def drain_dead_letters(queue):
-    """message id -> reason, for everything in the dead-letter queue `queue` (consumed)."""
+def drain_dead_letters(queue, attempts=None):
+    """message id -> reason, for everything in the dead-letter queue `queue` (consumed);
+    with a dict `attempts`, also message id -> highest attempt header seen."""
     conn = connect()
     ch = conn.channel()
     found = {}
@@ -136,6 +138,9 @@ def drain_dead_letters(queue):
         if method is None:
             break
         found.setdefault(props.message_id, (props.headers or {}).get(REASON_HEADER, "<no reason>"))
+        if attempts is not None:
+            attempt = int((props.headers or {}).get(ATTEMPT_HEADER, 0) or 0)
+            attempts[props.message_id] = max(attempt, attempts.get(props.message_id, 0))
     conn.close()
     return found
 

@@ -46,6 +46,7 @@ NEIGHBOUR = {1: ("neighbour-name.jpg", "sadd"), 2: ("neighbour-hash", "set"), 3:
 FAULTS = ["worker SIGKILL", "Redis crash", "RabbitMQ stop_app/start_app", "Redis frozen 10 s", "worker SIGTERM"]
 NAME = f"soak-{os.getpid()}"
 DEAD = NAME + ".dead"
+MAX_ATTEMPTS = 5  # the worker's default --max-attempts
 
 
 def start_worker(binary, server, http_port, logfile, life):
@@ -248,7 +249,8 @@ def main():
 
     # Verification.
     db1, db2, db3, db4 = (server.db(n) for n in (1, 2, 3, 4))
-    dead = drain_dead_letters(DEAD)
+    dead_attempts = {}
+    dead = drain_dead_letters(DEAD, dead_attempts)
     problems = []
     for h, names in publisher.expected.items():
         stored = {n.decode() for n in db2.smembers(h)}
@@ -276,12 +278,26 @@ def main():
     poison_missing = [i for i in publisher.poison if i not in dead]
     if poison_missing:
         problems.append(f"{len(poison_missing)} poison messages not dead-lettered")
+    over_limit = {i: a for i, a in dead_attempts.items() if a > MAX_ATTEMPTS}
+    if over_limit:
+        problems.append(f"{len(over_limit)} poison messages processed more than {MAX_ATTEMPTS} times: "
+                        f"{sorted(over_limit.values())[-3:]}")
     valid_dead = {i: r for i, r in dead.items() if i in publisher.valid_ids}
     if valid_dead:
         problems.append(f"{len(valid_dead)} valid messages dead-lettered: {list(valid_dead.values())[:3]}")
     ready, unacked = queue_counts(NAME)
     if ready or unacked:
         problems.append(f"left in the queue: {ready} ready, {unacked} unacknowledged")
+    # The schema's invariants over everything stored (issue 16): the neighbour's keys are
+    # another program's, not the schema's, so they go first.
+    for db, (key, _) in NEIGHBOUR.items():
+        server.db(db).delete(key)
+    fsck = subprocess.run([binary, "fsck", "--redis-url", f"redis://127.0.0.1:{server.port}"], capture_output=True,
+                          text=True, timeout=1800)
+    fsck_summary = (fsck.stdout.strip().splitlines() or ["(no output)"])[-1]
+    log(f"facerec fsck: exit {fsck.returncode}: {fsck_summary}")
+    if fsck.returncode != 0:
+        problems.append(f"facerec fsck found damage: {fsck.stdout.strip()[:500]} {fsck.stderr.strip()[:300]}")
     reasons = collections.Counter()
     for i, kind in publisher.poison.items():
         if i in dead:
@@ -294,7 +310,7 @@ def main():
             if key[0].endswith("_total"):
                 totals[key] += v
     write_report(args, commit, publisher, lives, samples, faults, fault_notes, totals, reasons, problems, match_pairs,
-                 time.time() - started)
+                 time.time() - started, fsck_summary, dead_attempts)
     delete_queue(NAME)
     server.stop()
     for p in problems:
@@ -303,13 +319,16 @@ def main():
     sys.exit(1 if problems else 0)
 
 
-def write_report(args, commit, publisher, lives, samples, faults, fault_notes, totals, reasons, problems, match_pairs, elapsed):
+def write_report(args, commit, publisher, lives, samples, faults, fault_notes, totals, reasons, problems, match_pairs, elapsed,
+                 fsck_summary, dead_attempts):
     c = publisher.counts
     outcome = lambda o: int(metric_value(totals, "facerec_messages_total", outcome=o))  # noqa: E731
     out = [
         "# Soak run",
         "",
-        f"`scripts/soak.sh --minutes {args.minutes:g} --rate {args.rate:g} --fault-every {args.fault_every:g}` (written by `scripts/soak.py`; not run in CI).",
+        f"`scripts/soak.sh --minutes {args.minutes:g} --rate {args.rate:g} --fault-every {args.fault_every:g}"
+        + (f" --faults \"{args.faults}\"" if args.faults != ",".join(FAULTS) else "")
+        + "` (written by `scripts/soak.py`; not run in CI).",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores; commit {commit}; {datetime.date.today()}; {elapsed / 60:.1f} min in all "
         "(load, then draining the queue).",
         "",
@@ -331,6 +350,9 @@ def write_report(args, commit, publisher, lives, samples, faults, fault_notes, t
         f"| RabbitMQ reconnects | {int(metric_value(totals, 'facerec_reconnects_total'))} |",
         f"| images in Redis at the end / matching pairs (db 4, checked against brute force over db 3) | "
         f"{len(publisher.expected)} / {match_pairs} |",
+        f"| - padded JSON (a valid image in a 20 MB message) | {c['padded JSON (20 MB)']} |",
+        f"| highest attempt count of a dead letter (limit {MAX_ATTEMPTS}) | {max(dead_attempts.values(), default=0)} |",
+        f"| `facerec fsck` afterwards (the neighbour's keys removed first) | {fsck_summary} |",
         f"| lost or duplicated | **{'nothing' if not problems else f'{len(problems)} problems (below)'}** |",
         "",
         "Worker counters are read from `/metrics` every 10 s and just before each stop, so a SIGKILLed life's "
