@@ -3,7 +3,7 @@
 # with Sentinel of their own, faults mid-batch, then exactly-once-in-effect checks and the
 # figures (stall seconds, images/s). Touches nothing on the standard ports except epmd
 # (4369, shared by design) and the machine's RabbitMQ for the Redis drill's own queue.
-# Usage: scripts/ha-drill.sh [--runs 3] [--images 200] [--only rabbitmq|redis] [--keep]
+# Usage: scripts/ha-drill.sh [--runs 3] [--images 200] [--only rabbitmq|redis] [--rabbit-delay-ms 1500] [--keep]
 # FACEREC_BIN: a facerec binary to drill instead of building the release one.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 "$REPO_ROOT/scripts/services.sh"

@@ -14,7 +14,7 @@ After each drill: every image stored exactly once in effect (db 1 and db 2 exact
 batch, db 3 the recorded faces), db 4 equal to the brute-force relation over db 3, nothing
 dead-lettered. Figures: stall (fault to the next stored image) and images/s over the batch.
 
-Usage: ha_drill.py [--runs 3] [--images 200] [--only rabbitmq|redis]
+Usage: ha_drill.py [--runs 3] [--images 200] [--only rabbitmq|redis] [--rabbit-delay-ms 1500] [--keep]
 """
 import argparse
 import json
@@ -188,27 +188,47 @@ class Cluster:
         raise SystemExit(f"no leader found for {queue}")
 
     def node_of_connections(self):
-        """The node most client connections are on."""
-        counts = {}
-        for n in self.nodes:
-            try:
-                out = n.ctl("list_connections", "-q", "--no-table-headers", "node", check=False)
-            except subprocess.TimeoutExpired:
-                continue
-            for line in out.split():
-                counts[line] = counts.get(line, 0) + 1
-        name = max(counts, key=counts.get)
-        return next(x for x in self.nodes if x.name == name)
+        """The node most client connections are on, told by the server port each connection
+        reached (rabbitmqctl 3.10 has no `node` column; the list is cluster-wide). Asked
+        again for up to a minute: on a busy machine rabbitmqctl can time out or list nothing
+        yet."""
+        by_port = {str(n.port): n for n in self.nodes}
+        deadline = time.time() + 60
+        while True:
+            counts = {}
+            for n in self.nodes:
+                try:
+                    done = subprocess.run([f"{RABBITMQ_BIN}/rabbitmqctl", "-n", n.name, "list_connections", "-q",
+                                           "--no-table-headers", "port"], env=n.env, text=True, capture_output=True,
+                                          timeout=60)
+                except subprocess.TimeoutExpired:
+                    continue
+                if done.returncode:
+                    log(f"list_connections on {n.name}: {done.stderr.strip()[-300:]}")
+                    continue
+                for port in done.stdout.split():
+                    if port in by_port:
+                        counts[port] = counts.get(port, 0) + 1
+                break
+            if counts:
+                return by_port[max(counts, key=counts.get)]
+            if time.time() > deadline:
+                raise SystemExit("no client connection found on any node")
+            time.sleep(2)
 
     def close(self):
         for n in self.nodes:
             n.stop()
 
 
+PUBLISHED = {"left": 0}  # messages publish_all has still to publish (for diagnostics)
+
+
 def publish_all(urls, exchange, messages):
     """Publishes every message with confirms, moving to the next broker when one fails; a
     message whose confirm did not arrive is published again."""
     pending, i = list(messages), 0
+    PUBLISHED["left"] = len(pending)
     while pending:
         params = pika.URLParameters(urls[i % len(urls)])
         try:
@@ -218,6 +238,7 @@ def publish_all(urls, exchange, messages):
             while pending:
                 ch.basic_publish(exchange, exchange, pending[0], pika.BasicProperties(delivery_mode=2), mandatory=True)
                 pending.pop(0)
+                PUBLISHED["left"] = len(pending)
             conn.close()
         except (pika.exceptions.AMQPError, OSError) as e:
             log(f"publisher: {type(e).__name__} on {params.port}, trying the next broker")
@@ -225,7 +246,7 @@ def publish_all(urls, exchange, messages):
             time.sleep(0.5)
 
 
-def rabbitmq_drill(base, n_images, seed):
+def rabbitmq_drill(base, n_images, seed, delay_ms=1500):
     recording, messages = make_batch(n_images, 12, seed)
     enc = os.path.join(base, "batch.json")
     with open(enc, "w") as f:
@@ -248,8 +269,10 @@ def rabbitmq_drill(base, n_images, seed):
         env = {"RABBITMQ_URLS": cluster.urls(), "RABBITMQ_URL": first.url()}
         os.environ.update(env)
         progress = Progress(lambda: store.db(2).dbsize())
+        # Slow enough that both faults land mid-batch even where `rabbitmqctl stop` and the
+        # restart take 10 and 20 s (a busy machine): 4 slots at 1.5 s, 2.7 images/s at most.
         flags = [*queue_flags(name), "--queue-type", "quorum", "--redis-url", store.url(), "--encodings", enc,
-                 "--recorded-delay-ms", "60", "--concurrency", "2"]
+                 "--recorded-delay-ms", str(delay_ms), "--concurrency", "2"]
         logs = [open(os.path.join(base, f"rabbit-worker{i}.log"), "w") for i in range(2)]
         workers = [Worker(flags, logs[i], binary=FACEREC, label=f"worker{i}") for i in range(2)]
         progress.start()
@@ -258,19 +281,21 @@ def rabbitmq_drill(base, n_images, seed):
         publisher.start()
         wait_for("a quarter stored", lambda: progress.last >= n_images // 4, timeout=120)
         target = cluster.node_of_connections()
-        t = time.time()
         log(f"stopping {target.name} (the workers' node)")
         target.stop()
+        t = time.time()  # the node is down: the stall counts from here
+        mid_batch(progress, n_images)
         faults.append(("workers' node stopped", t))
-        wait_for("an image stored after the stop", lambda: any(x > t for x in progress.times), timeout=120)
+        stalled(cluster, name, lambda: any(x > t for x in progress.times))
         target.start()
         wait_for("half stored", lambda: progress.last >= n_images // 2, timeout=180)
         leader = cluster.leader(name)
-        t = time.time()
         log(f"stopping {leader.name} (the queue leader)")
         leader.stop()
+        t = time.time()
+        mid_batch(progress, n_images)
         faults.append(("queue leader stopped", t))
-        wait_for("an image stored after the stop", lambda: any(x > t for x in progress.times), timeout=120)
+        stalled(cluster, name, lambda: any(x > t for x in progress.times))
         leader.start()
         publisher.join()
         wait_for("the whole batch stored", lambda: progress.last >= n_images, timeout=300)
@@ -288,6 +313,26 @@ def rabbitmq_drill(base, n_images, seed):
         os.environ.pop("RABBITMQ_URL", None)
         cluster.close()
         store.stop()
+
+
+def mid_batch(progress, n_images):
+    """Refuses a drill whose fault came after the batch was (nearly) done: it would prove
+    nothing about the failover."""
+    if progress.last > n_images - 10:
+        raise SystemExit(f"the fault came too late ({progress.last} of {n_images} stored): use a larger --rabbit-delay-ms")
+
+
+def stalled(cluster, queue, resumed):
+    """Waits up to 120 s for `resumed`; on a timeout says what the broker holds first."""
+    try:
+        wait_for("an image stored after the stop", resumed, timeout=120)
+    except SystemExit:
+        for n in cluster.nodes:
+            out = n.ctl("list_queues", "-q", "--no-table-headers", "name", "type", "leader", "messages_ready",
+                        "messages_unacknowledged", "consumers", check=False)
+            log(f"{n.name}: queues:\n{out.strip()}")
+        log(f"publisher: {PUBLISHED['left']} messages still to publish")
+        raise
 
 
 def queue_len(cluster, queue):
@@ -433,6 +478,8 @@ def main():
     ap.add_argument("--images", type=int, default=200)
     ap.add_argument("--only", choices=["rabbitmq", "redis"])
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders (logs)")
+    ap.add_argument("--rabbit-delay-ms", type=int, default=1500,
+                    help="recorded encoding time per image in the RabbitMQ drill (the faults must land mid-batch)")
     args = ap.parse_args()
     results, failed = [], False
     for run in range(args.runs):
@@ -441,7 +488,10 @@ def main():
                 continue
             base = tempfile.mkdtemp(prefix=f"facerec-{drill.__name__}-")
             started = time.time()
-            r = drill(base, args.images, 1700 + run)
+            if drill is rabbitmq_drill:
+                r = drill(base, args.images, 1700 + run, args.rabbit_delay_ms)
+            else:
+                r = drill(base, args.images, 1700 + run)
             r["wall"] = time.time() - started
             stalls = ", ".join(f"{w}: {s:.1f} s" for w, s in r["stalls"])
             log(f"run {run + 1} {r['drill']}: {stalls}; {r['rate']:.1f} images/s over {r['seconds']:.1f} s; "
