@@ -17,7 +17,9 @@ use crate::api::server::ServerLimits;
 use crate::api::{Api, ApiPorts, ApiSettings};
 use crate::backoff::Backoff;
 use crate::hash::ImageHash;
-use crate::ports::{FaceEncoder, FaceIndex, ImageFailure, ImageMatch, ImageQueue, ImageRecord, IndexError, LogSink, NewImage};
+use crate::ports::{
+    FaceEncoder, FaceIndex, ImageFailure, ImageMatch, ImageQueue, ImageRecord, IndexError, LogSink, NewImage,
+};
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

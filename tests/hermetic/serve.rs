@@ -209,14 +209,17 @@ async fn serve_has_an_encoder_so_a_photo_erases_every_image_of_the_person() {
     for tag in ["obama", "obama2", "biden"] {
         app.wait_for_status(&hash(tag), "done").await;
     }
-    assert!(recorded_distance("obama3.jpg", "obama.jpg") <= 0.5 && recorded_distance("obama3.jpg", "obama2.jpg") <= 0.5);
+    assert!(
+        recorded_distance("obama3.jpg", "obama.jpg") <= 0.5 && recorded_distance("obama3.jpg", "obama2.jpg") <= 0.5
+    );
     let (code, dry) = app.post("/api/v1/forget?dry_run=true", &image("photo")).await;
     assert_eq!(code, 200, "{dry}");
     assert_eq!((dry["matched"].as_array().unwrap().len(), &dry["erased"]), (2, &json!([])));
     assert_eq!(app.status_of(&hash("obama")).await["status"], "done");
     let (code, done) = app.post("/api/v1/forget", &image("photo")).await;
     assert_eq!(code, 200, "{done}");
-    let mut erased: Vec<&str> = done["erased"].as_array().unwrap().iter().map(|e| e["hash"].as_str().unwrap()).collect();
+    let mut erased: Vec<&str> =
+        done["erased"].as_array().unwrap().iter().map(|e| e["hash"].as_str().unwrap()).collect();
     erased.sort_unstable();
     let mut expected = [hash("obama").to_string(), hash("obama2").to_string()];
     expected.sort_unstable();

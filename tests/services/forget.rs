@@ -30,11 +30,8 @@ async fn the_audit_line_of_an_erase_reaches_the_logs_exchange_as_worker_info() {
     let unknown = "0000000000000000000000000000000000000000000000000000000000000000";
     let (out, stdout, stderr) = facerec(&names, &["forget", &victim.name, unknown, "--hostname", "audit-host"]);
     assert!(out.status.success(), "{stdout}{stderr}");
-    let expected = format!(
-        "audit: forget erased 1 images ({} faces, 1 names), 1 unknown: {}",
-        victim.faces.len(),
-        victim.hash
-    );
+    let expected =
+        format!("audit: forget erased 1 images ({} faces, 1 names), 1 unknown: {}", victim.faces.len(), victim.hash);
     assert!(stderr.lines().any(|l| l == expected), "{expected:?} not in {stderr}");
     let (key, line) = tokio::time::timeout(Duration::from_secs(10), logs.recv()).await.expect("no audit line").unwrap();
     assert_eq!((key.as_str(), line.as_str()), ("audit-host.worker.info", expected.as_str()));

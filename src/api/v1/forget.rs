@@ -167,7 +167,9 @@ fn encode_problem(api: &Api, e: &EncodeError) -> Problem {
         EncodeError::NotAnImage(_) => {
             Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("the photo cannot be decoded: {e}"))
         }
-        EncodeError::OverLimit(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the photo is too large: {e}")),
+        EncodeError::OverLimit(_) => {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the photo is too large: {e}"))
+        }
         EncodeError::NotRecorded(_) | EncodeError::Failed(_) => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, format!("no face could be found in the photo: {e}"))
         }

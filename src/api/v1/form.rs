@@ -118,9 +118,7 @@ async fn read_parts(
         parts.push(FormFile { name: name.filter(|_| rules.filenames), bytes });
     }
     if parts.is_empty() {
-        return Err(Problem::bad_request(
-            "no part named \"file\": send the image file(s) as parts named \"file\"",
-        ));
+        return Err(Problem::bad_request("no part named \"file\": send the image file(s) as parts named \"file\""));
     }
     Ok(parts)
 }

@@ -42,7 +42,10 @@ fn encoder() -> Arc<dyn FaceEncoder> {
 /// The smallest distance between a face of the photo and a face of a sample.
 fn distance_to_photo(sample: &str) -> f64 {
     let (a, b) = (recording().by_name("obama3.jpg").unwrap(), recording().by_name(sample).unwrap());
-    a.faces.iter().flat_map(|x| b.faces.iter().map(move |y| x.encoding.distance(&y.encoding))).fold(f64::INFINITY, f64::min)
+    a.faces
+        .iter()
+        .flat_map(|x| b.faces.iter().map(move |y| x.encoding.distance(&y.encoding)))
+        .fold(f64::INFINITY, f64::min)
 }
 
 fn forget(uri: &str, body: Vec<u8>) -> Request<Body> {
@@ -67,7 +70,7 @@ async fn a_photo_erases_every_image_of_the_person_and_a_dry_run_erases_nothing()
     // The recorded faces: both Obamas within the default tolerance of the photo, Biden far.
     let (d1, d2) = (distance_to_photo("obama.jpg"), distance_to_photo("obama2.jpg"));
     assert!(d1 <= 0.5 && d2 <= 0.5 && distance_to_photo("biden.jpg") > 0.6, "{d1} {d2}");
-    let mut person = vec![(d1, obama.to_string()), (d2, obama2.to_string())];
+    let mut person = [(d1, obama.to_string()), (d2, obama2.to_string())];
     person.sort_by(|a, b| a.0.total_cmp(&b.0));
     let nearest_first: Vec<String> = person.iter().map(|(_, h)| h.clone()).collect();
 
@@ -75,7 +78,10 @@ async fn a_photo_erases_every_image_of_the_person_and_a_dry_run_erases_nothing()
     let r = front.call(multipart("/api/v1/forget?dry_run=true", &[("file", Some("me.png"), &photo())])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let v = r.json();
-    assert_eq!((v["dry_run"].clone(), v["tolerance"].clone(), v["photo_faces"].clone()), (json!(true), json!(0.5), json!(1)));
+    assert_eq!(
+        (v["dry_run"].clone(), v["tolerance"].clone(), v["photo_faces"].clone()),
+        (json!(true), json!(0.5), json!(1))
+    );
     assert_eq!(hashes(&v["matched"]), nearest_first);
     assert_eq!(v["erased"], json!([]));
     let first = v["matched"].as_array().unwrap().iter().find(|m| m["hash"] == obama.as_str()).unwrap();
@@ -119,9 +125,14 @@ async fn a_photo_erases_every_image_of_the_person_and_a_dry_run_erases_nothing()
     assert_eq!(
         lines[1].1,
         // One link between the two: the second image's was gone with the first.
-        format!("forget by photo (tolerance 0.5): erased 2 images (2 faces, 3 names, 1 links), 0 already absent: {both}")
+        format!(
+            "forget by photo (tolerance 0.5): erased 2 images (2 faces, 3 names, 1 links), 0 already absent: {both}"
+        )
     );
-    assert_eq!(lines[2].1, "forget by photo (tolerance 0.5): erased 0 images (0 faces, 0 names, 0 links), 0 already absent");
+    assert_eq!(
+        lines[2].1,
+        "forget by photo (tolerance 0.5): erased 0 images (0 faces, 0 names, 0 links), 0 already absent"
+    );
     assert!(lines.iter().all(|(_, l)| !l.contains("secret-name") && !l.contains("obama")), "{lines:?}");
 }
 
@@ -132,7 +143,8 @@ async fn the_tolerance_narrows_what_is_erased() {
     let obama2 = front.store("obama2.jpg", &["obama2.jpg"]).await;
     let (d1, d2) = (distance_to_photo("obama.jpg"), distance_to_photo("obama2.jpg"));
     assert!((d1 - d2).abs() > 0.01, "{d1} {d2}");
-    let (near, far, between) = if d1 < d2 { (&obama, &obama2, (d1 + d2) / 2.0) } else { (&obama2, &obama, (d1 + d2) / 2.0) };
+    let (near, far, between) =
+        if d1 < d2 { (&obama, &obama2, (d1 + d2) / 2.0) } else { (&obama2, &obama, (d1 + d2) / 2.0) };
     let v = front.call(forget(&format!("/api/v1/forget?tolerance={between}"), photo())).await.json();
     assert_eq!(hashes(&v["erased"]), vec![near.to_string()]);
     assert!(front.index.image(near).await.unwrap().is_none());
@@ -145,10 +157,25 @@ async fn bad_photos_and_tolerances_are_problems_and_erase_nothing() {
     let obama = front.store("obama.jpg", &["obama.jpg"]).await;
     let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
         ("no face", forget("/api/v1/forget", faceless()), StatusCode::UNPROCESSABLE_ENTITY, "no face found"),
-        ("unknown to the encoder", forget("/api/v1/forget", png("stranger")), StatusCode::UNPROCESSABLE_ENTITY, "no recorded encoding"),
-        ("not an image", forget("/api/v1/forget", b"hello, not an image".to_vec()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "not an image"),
+        (
+            "unknown to the encoder",
+            forget("/api/v1/forget", png("stranger")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no recorded encoding",
+        ),
+        (
+            "not an image",
+            forget("/api/v1/forget", b"hello, not an image".to_vec()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not an image",
+        ),
         ("empty", forget("/api/v1/forget", Vec::new()), StatusCode::BAD_REQUEST, "empty"),
-        ("too large", forget("/api/v1/forget", png(&"x".repeat(200))), StatusCode::PAYLOAD_TOO_LARGE, "larger than 100 bytes"),
+        (
+            "too large",
+            forget("/api/v1/forget", png(&"x".repeat(200))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than 100 bytes",
+        ),
         (
             "a form part too large",
             // Over the whole form's limit too (twice the image limit, headers included),
@@ -168,7 +195,12 @@ async fn bad_photos_and_tolerances_are_problems_and_erase_nothing() {
         ("tolerance above 1", forget("/api/v1/forget?tolerance=1.5", photo()), StatusCode::BAD_REQUEST, "tolerance"),
         ("negative tolerance", forget("/api/v1/forget?tolerance=-0.1", photo()), StatusCode::BAD_REQUEST, "tolerance"),
         ("NaN tolerance", forget("/api/v1/forget?tolerance=NaN", photo()), StatusCode::BAD_REQUEST, "tolerance"),
-        ("tolerance not a number", forget("/api/v1/forget?tolerance=half", photo()), StatusCode::BAD_REQUEST, "bad query"),
+        (
+            "tolerance not a number",
+            forget("/api/v1/forget?tolerance=half", photo()),
+            StatusCode::BAD_REQUEST,
+            "bad query",
+        ),
         ("dry_run not a bool", forget("/api/v1/forget?dry_run=maybe", photo()), StatusCode::BAD_REQUEST, "bad query"),
     ];
     for (what, request, status, detail) in cases {
@@ -226,7 +258,10 @@ async fn a_photo_too_large_for_the_encoder_is_413() {
     let undecodable = png("truncated");
     big.set(&ImageHash::of_bytes(&undecodable), Err(EncodeError::NotAnImage("truncated PNG".into())));
     let faces = FakeEncoder::new();
-    faces.set(&ImageHash::of_bytes(&photo()), Ok(EncodedImage { width: 1, height: 1, faces: vec![], times: Default::default(), thumbnail: None }));
+    faces.set(
+        &ImageHash::of_bytes(&photo()),
+        Ok(EncodedImage { width: 1, height: 1, faces: vec![], times: Default::default(), thumbnail: None }),
+    );
     let front = Front::with_encoder(Arc::new(big), ApiSettings::default());
     assert_eq!(front.call(forget("/api/v1/forget", photo())).await.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(front.call(forget("/api/v1/forget", undecodable)).await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);

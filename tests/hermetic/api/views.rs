@@ -224,12 +224,13 @@ async fn a_client_that_falls_behind_is_dropped_and_the_others_get_every_event() 
     assert!(events <= facerec::api::v1::events::BUFFER, "{events}");
 }
 
-
 #[tokio::test]
 async fn multipart_queues_every_file_under_its_filename() {
     let front = Front::new();
     let (a, b) = (png("first"), png("second"));
-    let r = front.call(multipart("/api/v1/images", &[("file", Some("a.png"), &a), ("file", Some("holiday/b.png"), &b)])).await;
+    let r = front
+        .call(multipart("/api/v1/images", &[("file", Some("a.png"), &a), ("file", Some("holiday/b.png"), &b)]))
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(
         r.json(),
