@@ -1,7 +1,8 @@
 //! The REST front-end (`facerec api`): the course's routes, the versioned API, health.
 //!
 //! The router talks to ports only ([`FaceIndex`] to read, [`ImageQueue`] to submit,
-//! [`UrlFetcher`], [`LogSink`], [`Readiness`]); `src/app/api.rs` plugs in Redis, RabbitMQ
+//! [`UrlFetcher`], [`LogSink`], [`Readiness`], and an optional [`FaceEncoder`] to erase
+//! by photo); `src/app/api.rs` plugs in Redis, RabbitMQ
 //! and [`fetch::SafeFetcher`], the hermetic tests plug in fakes.
 //!
 //! # Layout
@@ -30,7 +31,7 @@ pub mod submit;
 pub mod v1;
 
 use crate::config::Secret;
-use crate::ports::{FaceIndex, ImageQueue, LogSink};
+use crate::ports::{FaceEncoder, FaceIndex, ImageQueue, LogSink};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -90,6 +91,9 @@ pub struct ApiPorts {
     pub logs: Arc<dyn LogSink>,
     /// `/readyz`.
     pub readiness: Arc<dyn Readiness>,
+    /// Finds the faces of a photo for `POST /api/v1/forget`: `facerec serve` has one;
+    /// `facerec api` has none (it only queues images), and that route answers 501 there.
+    pub encoder: Option<Arc<dyn FaceEncoder>>,
 }
 
 /// The state every handler shares.

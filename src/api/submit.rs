@@ -32,6 +32,12 @@ impl Recent {
         }
     }
 
+    /// Forgets `hash` (it was erased: no longer "queued"). Its place in the order stays
+    /// until it comes up, which at worst forgets a later re-submission early.
+    pub fn remove(&self, hash: &ImageHash) {
+        self.0.lock().expect("recent lock").0.remove(hash);
+    }
+
     /// Whether `hash` was submitted by this process lately.
     pub fn contains(&self, hash: &ImageHash) -> bool {
         self.0.lock().expect("recent lock").0.contains(hash)
@@ -79,15 +85,7 @@ impl Api {
 
     /// Queues an image; `Ok` only once the broker confirmed it.
     pub(super) async fn queue_image(&self, route: &str, name: &str, image: &[u8]) -> Result<ImageHash, Problem> {
-        if image.is_empty() {
-            return Err(Problem::bad_request("the body is empty: send the image file itself"));
-        }
-        if !super::fetch::is_image(image) {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the body is not an image (JPEG, PNG, GIF, BMP or WebP)",
-            ));
-        }
+        check_image("the body", image)?;
         self.shed().await?;
         let hash = ImageHash::of_bytes(image);
         match self.ports.queue.submit(&hash, name, image).await {
@@ -107,6 +105,21 @@ impl Api {
             }
         }
     }
+}
+
+/// Refuses an empty `image` (400) and one that does not sniff as a supported format
+/// (415); `what` names it in the detail ("the body", "part 2 (a.png)").
+pub(crate) fn check_image(what: &str, image: &[u8]) -> Result<(), Problem> {
+    if image.is_empty() {
+        return Err(Problem::bad_request(format!("{what} is empty: send the image file itself")));
+    }
+    if !super::fetch::is_image(image) {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{what} is not an image (JPEG, PNG, GIF, BMP or WebP)"),
+        ));
+    }
+    Ok(())
 }
 
 /// A JSON object body as `T`; anything else (arrays included, which serde would accept

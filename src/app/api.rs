@@ -17,7 +17,9 @@ use crate::api::server::ServerLimits;
 use crate::api::{Api, ApiPorts, ApiSettings};
 use crate::backoff::Backoff;
 use crate::hash::ImageHash;
-use crate::ports::{FaceIndex, ImageFailure, ImageMatch, ImageQueue, ImageRecord, IndexError, LogSink, NewImage};
+use crate::ports::{
+    FaceEncoder, FaceIndex, ImageFailure, ImageMatch, ImageQueue, ImageRecord, IndexError, LogSink, NewImage,
+};
 use async_trait::async_trait;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -63,16 +65,18 @@ pub async fn bind(front: &FrontEnd) -> Result<(TcpListener, SocketAddr), AppErro
 }
 
 /// The router (every route, the page, health) over these ports, with the SSRF-safe
-/// fetcher of `front`'s policy.
+/// fetcher of `front`'s policy. `encoder`: the one `POST /api/v1/forget` finds a photo's
+/// faces with (`None` in `facerec api`, which has none: the route answers 501 there).
 pub fn router(
     front: &FrontEnd,
     index: Arc<dyn FaceIndex>,
     queue: Arc<dyn ImageQueue>,
     logs: Arc<dyn LogSink>,
     readiness: Arc<dyn Readiness>,
+    encoder: Option<Arc<dyn FaceEncoder>>,
 ) -> axum::Router {
     let fetcher = Arc::new(SafeFetcher::new(front.fetch.clone()));
-    crate::api::router(Api::new(ApiPorts { index, queue, fetcher, logs, readiness }, front.api.clone()))
+    crate::api::router(Api::new(ApiPorts { index, queue, fetcher, logs, readiness, encoder }, front.api.clone()))
 }
 
 /// The Redis index once it is connected.
@@ -155,7 +159,8 @@ pub async fn run(config: ApiConfig, shutdown: CancellationToken) -> Result<(), A
     let queue = Arc::new(AmqpQueue::start(config.amqp.clone()));
     let logs = Arc::new(AmqpLogs::start(config.amqp.clone()));
     let parts = Arc::new(Parts { index: index.clone(), queue: queue.clone() });
-    let router = router(front, index.clone(), queue.clone(), logs.clone(), parts);
+    // No encoder: this front-end only queues images (erasing by photo answers 501).
+    let router = router(front, index.clone(), queue.clone(), logs.clone(), parts, None);
     let connecting = tokio::spawn(connect_redis(config.redis.clone(), index.clone(), shutdown.clone()));
     tracing::info!(address = %bound, allow_private_urls = front.fetch.allow_private, "REST front-end listening");
     crate::api::server::serve(listener, router, front.server, shutdown).await;

@@ -8,6 +8,7 @@
 //! | [`encoder`] | dlib ([`DlibEncoder`]) or recorded encodings ([`RecordedEncoder`]) |
 //! | [`embedded_index`] / [`redis_index`] | the [`FaceIndex`](crate::ports::FaceIndex) on disk / in Redis |
 //! | [`publisher`], [`log_tail`], [`queue_reader`] | RabbitMQ clients of `submit`, `logs`, `capture` |
+//! | [`log_sink`] | the `logs` exchange as a [`LogSink`](crate::ports::LogSink) for a one-shot command (`forget`'s audit line) |
 //! | [`api::run`] | the REST front-end: Redis reads, AMQP submissions with confirms, fetcher, listener |
 //! | [`worker::run`] | the worker: Redis index, AMQP source and log sink, health server |
 //! | [`serve::Serve`] | API, page and worker in one process: in-process queue, embedded index, stderr logs |
@@ -21,6 +22,7 @@ pub mod serve;
 pub mod worker;
 
 use crate::adapters::amqp::client::{LogTail, QueueReader};
+use crate::adapters::amqp::logs::AmqpLogs;
 use crate::adapters::amqp::resend::ResendingPublisher;
 use crate::adapters::amqp::{AmqpError, AmqpSettings};
 use crate::adapters::dlib::{DlibEncoder, EncoderSettings, StartError};
@@ -156,6 +158,14 @@ pub async fn publisher(settings: AmqpSettings, give_up_after: Duration) -> Resul
 /// RabbitMQ is unreachable or refuses a declaration.
 pub async fn log_tail(settings: &AmqpSettings, pattern: &str) -> Result<LogTail, AppError> {
     Ok(LogTail::open(settings, pattern).await?)
+}
+
+/// The `logs` exchange as a [`LogSink`](crate::ports::LogSink), connecting in the
+/// background from now on (`facerec forget`'s audit line): publishing never waits for the
+/// broker; [`AmqpLogs::close`] sends what is buffered within a deadline and
+/// [`AmqpLogs::sent`] then says whether it went out.
+pub fn log_sink(settings: AmqpSettings) -> AmqpLogs {
+    AmqpLogs::start(settings)
 }
 
 /// A reader that copies messages out of `queue` (`facerec capture`).

@@ -124,7 +124,14 @@ impl Serve {
         let (listener, address) = bind(&config.front).await?;
         let queue = Arc::new(MemoryQueue::new(config.queue, index.clone()));
         let watch = Arc::new(Watch { encoder: encoder.clone(), paused: Mutex::new(None), inner: observer });
-        let router = router(&config.front, index.clone(), queue.clone(), Arc::new(StderrLogs), watch.clone());
+        let router = router(
+            &config.front,
+            index.clone(),
+            queue.clone(),
+            Arc::new(StderrLogs),
+            watch.clone(),
+            Some(encoder.clone()),
+        );
         let orchestrator = Arc::new(Orchestrator::new(encoder, index.clone(), StderrLogs, config.pipeline));
         let worker = tokio::spawn(runner::run(orchestrator, queue.clone(), config.run, shutdown.clone(), watch));
         Ok(Self {

@@ -1,21 +1,26 @@
 //! `facerec forget HASH|NAME... [--face PHOTO]`: erase images, or every image of one
 //! person, from Redis, and say what was erased.
 //!
-//! Audit: one line on stderr (`audit: forget ...`) with the erased hashes and counts, never
-//! names' contents beyond what stdout shows, never encodings or image data. stderr rather
-//! than the logs exchange: the command is run by an operator whose shell history or job
-//! log keeps it, and it needs no broker.
+//! Audit: one line (`audit: forget ...`) with the erased hashes and counts, never names,
+//! encodings or image data, on stderr and on the logs exchange as `<host>.worker.info`
+//! (where the workers' lines go, so one consumer sees every erase). The broker is given at
+//! most [`AUDIT_WAIT`] once the erase is done; when it does not take the line, stderr says
+//! so and the command still succeeds: the erase is never undone or failed for a log line.
 
-use super::connection_args::RedisArgs;
+use super::connection_args::{BrokerArgs, RedisArgs};
 use super::encoder_args::EncoderArgs;
 use crate::app;
 use crate::hash::ImageHash;
 use crate::log_lines::escape;
-use crate::ports::{FaceIndex, Forgotten};
+use crate::ports::{FaceIndex, Forgotten, LogSink as _};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Longest wait for RabbitMQ to take the audit line, once the erase is done.
+pub const AUDIT_WAIT: Duration = Duration::from_secs(5);
 
 /// Erase images (by hash or name), or every image showing a face of a photo.
 #[derive(Debug, clap::Args)]
@@ -43,6 +48,12 @@ pub struct ForgetArgs {
     /// Redis.
     #[command(flatten)]
     pub redis: RedisArgs,
+    /// RabbitMQ, for the audit line on the logs exchange.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Names the audit line's routing key `<name>.worker.info` [default: the host name]
+    #[arg(long, env = "FACEREC_HOSTNAME")]
+    pub hostname: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -69,6 +80,8 @@ pub async fn run(args: ForgetArgs) -> anyhow::Result<()> {
     if args.images.is_empty() && args.face.is_none() {
         bail!("name at least one image (hash or name), or --face PHOTO");
     }
+    let host = app::hostname(args.hostname.as_deref());
+    let amqp = args.broker.settings(&host, 1, 1)?;
     let settings = args.redis.settings()?;
     let url = settings.url.clone();
     let index = app::redis_index(settings).await.with_context(|| format!("Redis at {url}"))?;
@@ -113,20 +126,15 @@ pub async fn run(args: ForgetArgs) -> anyhow::Result<()> {
         }
     }
     let hashes: Vec<ImageHash> = hashes.into_iter().collect();
-    let result = if args.dry_run { None } else { Some(index.forget(&hashes).await?) };
-    if let Some(done) = &result {
-        let faces: usize = done.erased.iter().map(|e| e.faces).sum();
-        let names: usize = done.erased.iter().map(|e| e.names.len()).sum();
-        let erased: Vec<&str> = done.erased.iter().map(|e| e.hash.as_str()).collect();
-        eprintln!(
-            "audit: forget erased {} images ({} faces, {} names), {} unknown: {}",
-            done.erased.len(),
-            faces,
-            names,
-            done.unknown.len(),
-            erased.join(" ")
-        );
-    }
+    let result = if args.dry_run {
+        None
+    } else {
+        // Connecting while Redis erases: the audit line then rarely waits.
+        let logs = app::log_sink(amqp);
+        let done = index.forget(&hashes).await?;
+        audit(&logs, &format!("{host}.worker.info"), &audit_line(&done)).await;
+        Some(done)
+    };
     let out = Out { dry_run: args.dry_run, targets, result, not_found };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -135,6 +143,33 @@ pub async fn run(args: ForgetArgs) -> anyhow::Result<()> {
     }
     index.close().await;
     Ok(())
+}
+
+/// Hashes and counts of what was erased; never names, encodings or image data.
+fn audit_line(done: &Forgotten) -> String {
+    let faces: usize = done.erased.iter().map(|e| e.faces).sum();
+    let names: usize = done.erased.iter().map(|e| e.names.len()).sum();
+    let erased: Vec<&str> = done.erased.iter().map(|e| e.hash.as_str()).collect();
+    format!(
+        "audit: forget erased {} images ({faces} faces, {names} names), {} unknown: {}",
+        done.erased.len(),
+        done.unknown.len(),
+        erased.join(" ")
+    )
+}
+
+/// Prints `line` on stderr and publishes it under `key`, waiting at most [`AUDIT_WAIT`].
+async fn audit(logs: &crate::adapters::amqp::logs::AmqpLogs, key: &str, line: &str) {
+    eprintln!("{line}");
+    logs.publish(key, line).await;
+    logs.close(AUDIT_WAIT).await;
+    if logs.sent() == 0 {
+        eprintln!(
+            "audit: the line above was NOT published on the logs exchange (RabbitMQ did not take it within {}s); \
+             the erase is done: keep this output as its record",
+            AUDIT_WAIT.as_secs()
+        );
+    }
 }
 
 fn print_text(out: &Out) {

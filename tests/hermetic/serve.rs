@@ -34,7 +34,9 @@ fn image(tag: &str) -> Vec<u8> {
 }
 
 /// Stand-in images and the sample whose faces each one has.
-const STANDS_IN: [(&str, &str); 3] = [("obama", "obama.jpg"), ("obama2", "obama2.jpg"), ("biden", "biden.jpg")];
+/// `photo` is never stored: it is the photo `POST /api/v1/forget` is given.
+const STANDS_IN: [(&str, &str); 4] =
+    [("obama", "obama.jpg"), ("obama2", "obama2.jpg"), ("biden", "biden.jpg"), ("photo", "obama3.jpg")];
 
 fn hash(tag: &str) -> ImageHash {
     ImageHash::of_bytes(&image(tag))
@@ -194,6 +196,43 @@ async fn posted_images_are_encoded_stored_and_matched_as_recorded() {
     assert_eq!(code, 200);
     let stats = app.stop().await;
     assert_eq!((stats.taken, stats.acked, stats.dead_lettered), (3, 3, 0));
+}
+
+#[tokio::test]
+async fn serve_has_an_encoder_so_a_photo_erases_every_image_of_the_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Running::start(config(dir.path(), None, Duration::ZERO)).await;
+    for tag in ["obama", "obama2", "biden"] {
+        let (code, _) = app.post(&format!("/api/v1/images?name={tag}.png"), &image(tag)).await;
+        assert_eq!(code, 202);
+    }
+    for tag in ["obama", "obama2", "biden"] {
+        app.wait_for_status(&hash(tag), "done").await;
+    }
+    assert!(
+        recorded_distance("obama3.jpg", "obama.jpg") <= 0.5 && recorded_distance("obama3.jpg", "obama2.jpg") <= 0.5
+    );
+    let (code, dry) = app.post("/api/v1/forget?dry_run=true", &image("photo")).await;
+    assert_eq!(code, 200, "{dry}");
+    assert_eq!((dry["matched"].as_array().unwrap().len(), &dry["erased"]), (2, &json!([])));
+    assert_eq!(app.status_of(&hash("obama")).await["status"], "done");
+    let (code, done) = app.post("/api/v1/forget", &image("photo")).await;
+    assert_eq!(code, 200, "{done}");
+    let mut erased: Vec<&str> =
+        done["erased"].as_array().unwrap().iter().map(|e| e["hash"].as_str().unwrap()).collect();
+    erased.sort_unstable();
+    let mut expected = [hash("obama").to_string(), hash("obama2").to_string()];
+    expected.sort_unstable();
+    assert_eq!(erased, expected);
+    for tag in ["obama", "obama2"] {
+        assert_eq!(app.status_of(&hash(tag)).await["status"], "unknown", "{tag}");
+    }
+    assert_eq!(app.status_of(&hash("biden")).await["status"], "done");
+    // Erased images submitted through this server are no longer said to be queued.
+    let (code, _) = http(app.addr, "DELETE", &format!("/api/v1/images/{}", hash("biden")), &[]).await;
+    assert_eq!(code, 200);
+    assert_eq!(app.status_of(&hash("biden")).await["status"], "unknown");
+    app.stop().await;
 }
 
 #[tokio::test]

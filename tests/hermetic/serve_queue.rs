@@ -118,6 +118,7 @@ async fn the_api_answers_503_with_retry_after_while_the_queue_is_full() {
             fetcher: Arc::new(FakeFetcher::new()),
             logs: Arc::new(StderrLogs),
             readiness: Arc::new(Ready),
+            encoder: None,
         },
         ApiSettings::default(),
     );

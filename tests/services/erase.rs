@@ -195,7 +195,7 @@ async fn an_erase_racing_the_same_images_store_leaves_it_fully_present_or_fully_
 }
 
 /// Every (routing key, line) published on the test's logs exchange.
-async fn listen_logs(names: &Names) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
+pub(crate) async fn listen_logs(names: &Names) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
     use futures::StreamExt as _;
     use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
     use lapin::types::FieldTable;
@@ -222,17 +222,24 @@ async fn listen_logs(names: &Names) -> tokio::sync::mpsc::UnboundedReceiver<(Str
     rx
 }
 
-/// `facerec forget` with the test's prefix; returns (stdout, stderr).
+/// `facerec` with the test's prefix and logs exchange; returns (stdout, stderr).
 pub(crate) fn facerec(names: &Names, args: &[&str]) -> (std::process::Output, String, String) {
-    let out = std::process::Command::new(crate::FACEREC)
-        .args(args)
-        .args(["--redis-key-prefix", &names.prefix])
-        .env("REDIS_URL", redis_url())
-        .output()
-        .expect("running facerec");
+    let out = command(names, args).output().expect("running facerec");
     let (stdout, stderr) =
         (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     (out, stdout, stderr)
+}
+
+/// The `facerec` command with the test's Redis key prefix, broker and logs exchange.
+pub(crate) fn command(names: &Names, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(crate::FACEREC);
+    command
+        .args(args)
+        .args(["--redis-key-prefix", &names.prefix])
+        .env("REDIS_URL", redis_url())
+        .env("RABBITMQ_URL", facerec_fakes::testkit::servers::amqp_url())
+        .env("FACEREC_LOGS_EXCHANGE", &names.logs);
+    command
 }
 
 #[tokio::test]

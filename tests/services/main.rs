@@ -13,6 +13,7 @@ const FACEREC: &str = env!("CARGO_BIN_EXE_facerec");
 mod amqp_source;
 mod api;
 mod erase;
+mod forget;
 #[cfg(feature = "dlib")]
 mod interop;
 mod redis_index;

@@ -23,6 +23,7 @@ const BUFFER: usize = 4096;
 pub struct AmqpLogs {
     lines: mpsc::Sender<(String, String)>,
     dropped: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
     closing: CancellationToken,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -31,10 +32,16 @@ impl AmqpLogs {
     /// Starts the publishing task and returns at once.
     pub fn start(settings: AmqpSettings) -> Self {
         let (tx, rx) = mpsc::channel(BUFFER);
-        let dropped = Arc::new(AtomicU64::new(0));
+        let (dropped, sent) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let closing = CancellationToken::new();
-        let task = tokio::spawn(send_lines(settings, rx, dropped.clone(), closing.clone()));
-        Self { lines: tx, dropped, closing, task: std::sync::Mutex::new(Some(task)) }
+        let task = tokio::spawn(send_lines(settings, rx, dropped.clone(), sent.clone(), closing.clone()));
+        Self { lines: tx, dropped, sent, closing, task: std::sync::Mutex::new(Some(task)) }
+    }
+
+    /// Lines handed to the broker so far (after [`AmqpLogs::close`]: every line that went
+    /// out; a one-shot command checks its audit line did).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Lines dropped because the buffer was full or the broker unreachable.
@@ -65,6 +72,7 @@ async fn send_lines(
     settings: AmqpSettings,
     mut rx: mpsc::Receiver<(String, String)>,
     dropped: Arc<AtomicU64>,
+    sent_lines: Arc<AtomicU64>,
     closing: CancellationToken,
 ) {
     let mut backoff = Backoff::default();
@@ -132,10 +140,15 @@ async fn send_lines(
                     properties,
                 )
                 .await;
-            if let Err(e) = sent {
-                tracing::debug!(error = %e, "logs channel failed; reconnecting");
-                held = Some((key, line));
-                break;
+            match sent {
+                Ok(_) => {
+                    sent_lines.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "logs channel failed; reconnecting");
+                    held = Some((key, line));
+                    break;
+                }
             }
         }
     }

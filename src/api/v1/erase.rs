@@ -42,6 +42,8 @@ pub async fn erase(
 ) -> Result<Json<Erased>, Problem> {
     let hash = hash_param(hash)?;
     let forgotten = api.ports.index.forget(std::slice::from_ref(&hash)).await.map_err(|e| index_problem(&api, &e))?;
+    // Submitted through this server earlier: no longer "queued" either.
+    api.queued.remove(&hash);
     let out = match forgotten.erased.into_iter().find(|e| e.hash == hash) {
         Some(e) => Erased {
             hash: hash.to_string(),

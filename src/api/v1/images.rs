@@ -170,7 +170,7 @@ pub struct ToleranceQuery {
     pub tolerance: Option<f64>,
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
     q.map(|Query(t)| t).map_err(|e| Problem::bad_request(format!("bad query: {}", e.body_text())))
 }
 
@@ -214,7 +214,7 @@ pub async fn submit_image(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<SubmitReply>), Problem> {
-    if super::upload::is_multipart(&headers) {
+    if super::form::is_multipart(&headers) {
         let many = super::upload::submit_parts(&api, headers, body).await?;
         return Ok((StatusCode::ACCEPTED, Json(SubmitReply::Many(many))));
     }

@@ -1,10 +1,12 @@
 //! `/api/v1`: submit images (raw or a multipart form) and URLs, list images, read an
 //! image's record, thumbnail and matches, group faces into people, follow events, erase an
-//! image; the OpenAPI
+//! image or every image of a person; the OpenAPI
 //! 3.1 document at `/api/v1/openapi.json` is generated from these handlers ([`openapi`]).
 
 pub mod erase;
 pub mod events;
+pub mod forget;
+pub mod form;
 pub mod images;
 pub mod list;
 pub mod openapi;
@@ -22,6 +24,7 @@ pub fn routes() -> Router<Arc<Api>> {
         .route("/api/v1/images", post(images::submit_image).get(list::list))
         .route("/api/v1/urls", post(images::submit_url))
         .route("/api/v1/images/{hash}", get(images::image).delete(erase::erase))
+        .route("/api/v1/forget", post(forget::forget))
         .route("/api/v1/images/{hash}/matches", get(images::matches))
         .route("/api/v1/images/{hash}/thumbnail", get(images::thumbnail))
         .route("/api/v1/people", get(people::people))

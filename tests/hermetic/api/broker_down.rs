@@ -43,6 +43,7 @@ async fn the_router_over_an_unreachable_broker_answers_503_and_accepts_nothing()
             fetcher: Arc::new(fakes.fetcher.clone()),
             logs: Arc::new(fakes.logs.clone()),
             readiness: fakes.down.clone(),
+            encoder: None,
         },
         ApiSettings { hostname: "test-host".into(), ..ApiSettings::default() },
     );

@@ -140,6 +140,7 @@ async fn the_token_guards_the_api_routes_and_leaves_health_open() {
         ("POST", "/api/v1/images?name=a"),
         ("GET", "/api/v1/images/abc"),
         ("DELETE", "/api/v1/images/abc"),
+        ("POST", "/api/v1/forget"),
         ("GET", "/api/v1/openapi.json"),
     ] {
         for auth in

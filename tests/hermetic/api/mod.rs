@@ -4,6 +4,7 @@
 mod broker_down;
 mod course;
 mod errors;
+mod forget;
 mod page;
 mod shedding;
 mod ssrf;
@@ -17,7 +18,7 @@ use facerec::adapters::embedded_index::EmbeddedIndex;
 use facerec::api::ports::Readiness;
 use facerec::api::{Api, ApiPorts, ApiSettings};
 use facerec::hash::ImageHash;
-use facerec::ports::{FaceIndex, ImageRecord, IndexError, NewImage};
+use facerec::ports::{FaceEncoder, FaceIndex, ImageRecord, IndexError, NewImage};
 use facerec_fakes::{FakeFetcher, FakeQueue, RecordingLogs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,28 @@ pub fn png(tag: &str) -> Vec<u8> {
     let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
     b.extend_from_slice(tag.as_bytes());
     b
+}
+
+/// A `multipart/form-data` POST to `uri`: one part per (field name, filename, bytes).
+pub fn multipart(uri: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Request<Body> {
+    let boundary = "XyZ-boundary-0123";
+    let mut body = Vec::new();
+    for (field, filename, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let disposition = match filename {
+            Some(f) => format!("Content-Disposition: form-data; name=\"{field}\"; filename=\"{f}\"\r\n"),
+            None => format!("Content-Disposition: form-data; name=\"{field}\"\r\n"),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(b"Content-Type: application/octet-stream\r\n\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Request::post(uri)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(Body::from(body))
+        .unwrap()
 }
 
 /// `/readyz`'s answer, switchable.
@@ -61,6 +84,22 @@ impl Front {
     }
 
     pub fn over(reads: Arc<dyn FaceIndex>, index: Arc<EmbeddedIndex>, settings: ApiSettings) -> Self {
+        Self::build(reads, index, settings, None)
+    }
+
+    /// A router that can erase by photo: `encoder` finds the photo's faces (`facerec serve`).
+    pub fn with_encoder(encoder: Arc<dyn FaceEncoder>, settings: ApiSettings) -> Self {
+        let index = Arc::new(EmbeddedIndex::in_memory());
+        Self::build(index.clone() as Arc<dyn FaceIndex>, index, settings, Some(encoder))
+    }
+
+    /// A router over these ports (`encoder`: `None` as in `facerec api`).
+    pub fn build(
+        reads: Arc<dyn FaceIndex>,
+        index: Arc<EmbeddedIndex>,
+        settings: ApiSettings,
+        encoder: Option<Arc<dyn FaceEncoder>>,
+    ) -> Self {
         let (queue, fetcher, logs, down) = (FakeQueue::new(), FakeFetcher::new(), RecordingLogs::new(), Arc::default());
         let settings = ApiSettings { hostname: facerec_fakes::testkit::harness::HOST.into(), ..settings };
         let api = Api::new(
@@ -70,6 +109,7 @@ impl Front {
                 fetcher: Arc::new(fetcher.clone()),
                 logs: Arc::new(logs.clone()),
                 readiness: Arc::clone(&down) as Arc<dyn Readiness>,
+                encoder,
             },
             settings,
         );

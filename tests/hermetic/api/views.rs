@@ -1,7 +1,7 @@
 //! `/api/v1` for the page: layout and thumbnail in the image view, the thumbnail route,
 //! people, the event stream, multipart uploads.
 
-use super::{Front, png};
+use super::{Front, multipart, png};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use facerec::hash::ImageHash;
@@ -224,32 +224,13 @@ async fn a_client_that_falls_behind_is_dropped_and_the_others_get_every_event() 
     assert!(events <= facerec::api::v1::events::BUFFER, "{events}");
 }
 
-fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Request<Body> {
-    let boundary = "XyZ-boundary-0123";
-    let mut body = Vec::new();
-    for (field, filename, bytes) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        let disposition = match filename {
-            Some(f) => format!("Content-Disposition: form-data; name=\"{field}\"; filename=\"{f}\"\r\n"),
-            None => format!("Content-Disposition: form-data; name=\"{field}\"\r\n"),
-        };
-        body.extend_from_slice(disposition.as_bytes());
-        body.extend_from_slice(b"Content-Type: application/octet-stream\r\n\r\n");
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    Request::post("/api/v1/images")
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
-        .body(Body::from(body))
-        .unwrap()
-}
-
 #[tokio::test]
 async fn multipart_queues_every_file_under_its_filename() {
     let front = Front::new();
     let (a, b) = (png("first"), png("second"));
-    let r = front.call(multipart(&[("file", Some("a.png"), &a), ("file", Some("holiday/b.png"), &b)])).await;
+    let r = front
+        .call(multipart("/api/v1/images", &[("file", Some("a.png"), &a), ("file", Some("holiday/b.png"), &b)]))
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(
         r.json(),
@@ -298,7 +279,7 @@ async fn a_bad_part_queues_nothing_and_the_problem_names_it() {
     ];
     for (parts, status, detail) in cases {
         let parts: Vec<(&str, Option<&str>, &[u8])> = parts.iter().map(|(f, n, b)| (*f, *n, b.as_slice())).collect();
-        let r = front.call(multipart(&parts)).await;
+        let r = front.call(multipart("/api/v1/images", &parts)).await;
         assert_eq!(r.status, status, "{detail}: {}", r.text());
         assert!(r.detail().contains(detail), "{detail:?} not in {:?}", r.detail());
     }
