@@ -9,7 +9,8 @@
 //! | [`embedded_index`] / [`redis_index`] | the [`FaceIndex`](crate::ports::FaceIndex) on disk / in Redis |
 //! | [`publisher`], [`log_tail`], [`queue_reader`] | RabbitMQ clients of `submit`, `logs`, `capture` |
 //! | [`api::run`] | the REST front-end: Redis reads, AMQP submissions with confirms, fetcher, listener |
-//! | [`worker::run`] | the worker: Redis index, AMQP source and log sink, health server |
+//! | [`worker::run`] | the worker: Redis index, AMQP source and log sink, health server, registry heartbeat |
+//! | [`reindex::run`] | `facerec reindex`: worker registry check, Redis reads, plan, batched writes |
 //! | [`serve::Serve`] | API, page and worker in one process: in-process queue, embedded index, stderr logs |
 //!
 //! Errors: a [`ConfigError`] (or a missing model / recording file) is a mistake in the
@@ -17,6 +18,7 @@
 //! server is waited for, with [`Backoff`](crate::backoff::Backoff).
 
 pub mod api;
+pub mod reindex;
 pub mod serve;
 pub mod worker;
 

@@ -16,6 +16,7 @@ mod erase;
 #[cfg(feature = "dlib")]
 mod interop;
 mod redis_index;
+mod reindex;
 mod thumbnails;
 mod worker;
 mod wrong_types;
