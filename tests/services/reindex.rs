@@ -61,18 +61,23 @@ async fn fresh_run(names: &Names, images: &[(ImageHash, Vec<Encoding>)], toleran
     index.close().await;
 }
 
-/// db 4 and every `facerec:dist:` hash under the prefix, keys without it, raw bytes.
-async fn links_and_distances(prefix: &str) -> BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>> {
+/// db 4 and every `facerec:dist:` hash under the prefix, keys without it; members, fields
+/// and values exactly as stored (UTF-8, which facerec writes, or the test fails).
+async fn links_and_distances(prefix: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let utf8 = |b: Vec<u8>| String::from_utf8(b).expect("UTF-8");
     let mut out = BTreeMap::new();
     let db4 = redis(4).await;
     for key in scan_keys(&db4, prefix).await {
         let members: Vec<Vec<u8>> = db4.smembers(&key).await.unwrap();
-        out.insert(format!("db4 {}", &key[prefix.len()..]), members.into_iter().map(|m| (m, Vec::new())).collect());
+        out.insert(
+            format!("db4 {}", &key[prefix.len()..]),
+            members.into_iter().map(|m| (utf8(m), String::new())).collect(),
+        );
     }
     let db0 = redis(0).await;
     for key in scan_keys(&db0, &format!("{prefix}facerec:dist:")).await {
         let flat: Vec<Vec<u8>> = db0.custom(fred::cmd!("HGETALL"), vec![key.clone()]).await.unwrap();
-        let fields = flat.chunks_exact(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
+        let fields = flat.chunks_exact(2).map(|kv| (utf8(kv[0].clone()), utf8(kv[1].clone()))).collect();
         out.insert(format!("db0 {}", &key[prefix.len()..]), fields);
     }
     let _ = (db4.quit().await, db0.quit().await);
