@@ -95,7 +95,7 @@ impl Report {
 }
 
 /// Parses an encoding, refusing a wrong length or a non-finite value.
-fn valid(raw: &[u8]) -> Option<Encoding> {
+pub fn valid(raw: &[u8]) -> Option<Encoding> {
     if raw.len() != ENCODING_BYTES {
         return None;
     }
@@ -109,6 +109,24 @@ pub fn brute_force_links(
     tolerance: f64,
     threads: usize,
 ) -> BTreeMap<String, BTreeSet<String>> {
+    brute_force_distances(faces, tolerance, threads)
+        .into_iter()
+        .map(|(hash, near)| (hash, near.into_keys().collect()))
+        .collect()
+}
+
+/// Images compared per pass over every stored face: their query rows (~32 KiB) stay in
+/// the core's cache while the rows stream by once, instead of once per image.
+const BRUTE_FORCE_BATCH: usize = 48;
+
+/// [`brute_force_links`] with, for each linked pair, the smallest distance between a face
+/// of one and a face of the other (what the workers store in `facerec:dist:<hash>`).
+/// Images without links are left out.
+pub fn brute_force_distances(
+    faces: &BTreeMap<String, Vec<Encoding>>,
+    tolerance: f64,
+    threads: usize,
+) -> BTreeMap<String, BTreeMap<String, f64>> {
     let mut set = FaceSet::default();
     let parsed: Vec<(ImageHash, &Vec<Encoding>)> =
         faces.iter().filter_map(|(h, f)| Some((ImageHash::parse(h).ok()?, f))).collect();
@@ -117,23 +135,27 @@ pub fn brute_force_links(
     }
     let chunk = parsed.len().div_ceil(threads.max(1)).max(1);
     let set = &set;
-    let pairs: Vec<(String, BTreeSet<String>)> = std::thread::scope(|scope| {
+    let pairs: Vec<(String, BTreeMap<String, f64>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = parsed
             .chunks(chunk)
             .map(|part| {
                 scope.spawn(move || {
-                    part.iter()
-                        .map(|(hash, f)| {
-                            let linked = set.matches(f, tolerance, Some(hash)).into_iter().map(|m| m.hash.to_string());
-                            (hash.to_string(), linked.collect())
-                        })
-                        .collect::<Vec<_>>()
+                    let mut out = Vec::with_capacity(part.len());
+                    for images in part.chunks(BRUTE_FORCE_BATCH) {
+                        let queries: Vec<(&ImageHash, &[Encoding])> =
+                            images.iter().map(|(h, f)| (h, f.as_slice())).collect();
+                        for ((hash, _), near) in images.iter().zip(set.matches_each(&queries, tolerance)) {
+                            let near = near.into_iter().map(|m| (m.hash.to_string(), m.distance));
+                            out.push((hash.to_string(), near.collect()));
+                        }
+                    }
+                    out
                 })
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("fsck thread panicked")).collect()
     });
-    pairs.into_iter().filter(|(_, linked)| !linked.is_empty()).collect()
+    pairs.into_iter().filter(|(_, near)| !near.is_empty()).collect()
 }
 
 /// Checks every invariant; `tolerance` is the one db 4 was built with.

@@ -14,6 +14,8 @@
 //!   with each image.
 //! - [`matching`]: the exact nearest-face kernel shared by both indexes.
 //! - [`fsck`]: the schema's invariants checked over a snapshot, and the fixes.
+//! - [`reindex`]: db 4 and the distances rebuilt for a new tolerance, planned over a
+//!   snapshot.
 //! - [`log_lines`]: routing keys and safe rendering of progress lines.
 //! - [`http`], [`metrics`]: health, readiness and Prometheus metrics of the worker.
 //! - [`config`], [`capture`], [`people`], [`memory`], [`shutdown`], [`telemetry`]: settings with
@@ -46,6 +48,7 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod people;
 pub mod ports;
+pub mod reindex;
 pub mod runner;
 pub mod shutdown;
 pub mod telemetry;

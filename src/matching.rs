@@ -136,6 +136,45 @@ impl FaceSet {
             });
             base += chunk.len();
         }
+        self.ranked(best)
+    }
+
+    /// [`FaceSet::matches`] of several images at once, each excluding itself: one pass
+    /// over the rows serves every query, so comparing the whole collection with itself
+    /// (`reindex`, `fsck`) reads the rows once per batch of images instead of once per
+    /// image. Same verdicts and distances as `matches`, one result per image, in order.
+    pub fn matches_each(&self, images: &[(&ImageHash, &[Encoding])], tolerance: f64) -> Vec<Vec<ImageMatch>> {
+        let screen = ((tolerance + F64_MARGIN) * (tolerance + F64_MARGIN)) as f32;
+        let queries: Vec<(usize, &Encoding)> =
+            images.iter().enumerate().flat_map(|(i, (_, faces))| faces.iter().map(move |f| (i, f))).collect();
+        let query_rows: Vec<Row> = queries.iter().map(|(_, q)| std::array::from_fn(|i| q.0[i] as f32)).collect();
+        let excluded: Vec<Option<u32>> = images.iter().map(|(h, _)| self.keys.find(h.as_str())).collect();
+        let mut best: Vec<HashMap<u32, f64>> = vec![HashMap::new(); images.len()];
+        if queries.is_empty() || self.owners.is_empty() {
+            return vec![Vec::new(); images.len()];
+        }
+        let mut base = 0usize;
+        for chunk in self.rows.chunks() {
+            kernel::screen(chunk, &query_rows, screen, |row_in_chunk, query_index| {
+                let row_index = base + row_in_chunk;
+                let (image, query) = queries[query_index];
+                let slot = self.owners[row_index];
+                if Some(slot) == excluded[image] {
+                    return;
+                }
+                let distance = self.exact_distance(row_index, &chunk[row_in_chunk], query);
+                if distance <= tolerance {
+                    let entry = best[image].entry(slot).or_insert(distance);
+                    *entry = entry.min(distance);
+                }
+            });
+            base += chunk.len();
+        }
+        best.into_iter().map(|b| self.ranked(b)).collect()
+    }
+
+    /// Best distance per image slot -> matches, nearest first.
+    fn ranked(&self, best: HashMap<u32, f64>) -> Vec<ImageMatch> {
         let mut out: Vec<ImageMatch> =
             best.into_iter().map(|(slot, distance)| ImageMatch { hash: self.keys.hash(slot), distance }).collect();
         out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then_with(|| a.hash.cmp(&b.hash)));
@@ -543,6 +582,36 @@ mod tests {
         assert_eq!((set.faces(), set.images()), (0, 0));
         assert!(set.insert(&gone, &[enc(7)]));
         assert_eq!(set.matches(&[enc(7)], 1e-6, None).len(), 1);
+    }
+
+    #[test]
+    fn matching_many_images_at_once_equals_matching_each_alone() {
+        let mut set = FaceSet::default();
+        let mut all = Vec::new();
+        for i in 0..(CHUNK_ROWS + 40) {
+            let base = enc((i % 50) as u64);
+            let faces = if i % 7 == 0 {
+                vec![shifted(&base, 0.3), enc(i as u64 + 1000)]
+            } else {
+                vec![shifted(&base, 0.01 * (i % 60) as f64)]
+            };
+            let hash = h(&format!("i{i}"));
+            set.insert(&hash, &faces);
+            all.push((hash, faces));
+        }
+        let batch: Vec<(&ImageHash, &[Encoding])> = all.iter().map(|(h, f)| (h, f.as_slice())).collect();
+        // The first images (rows in the first chunk) and the last (rows in the second).
+        for part in [&batch[..97], &batch[batch.len() - 97..]] {
+            let together = set.matches_each(part, 0.45);
+            for ((hash, faces), got) in part.iter().zip(together) {
+                let alone = set.matches(faces, 0.45, Some(hash));
+                assert!(!alone.is_empty());
+                assert_eq!(got.len(), alone.len(), "{hash}");
+                for (g, a) in got.iter().zip(&alone) {
+                    assert_eq!((&g.hash, g.distance.to_bits()), (&a.hash, a.distance.to_bits()));
+                }
+            }
+        }
     }
 
     proptest! {

@@ -10,7 +10,8 @@
 //! | [`publisher`], [`log_tail`], [`queue_reader`] | RabbitMQ clients of `submit`, `logs`, `capture` |
 //! | [`log_sink`] | the `logs` exchange as a [`LogSink`](crate::ports::LogSink) for a one-shot command (`forget`'s audit line) |
 //! | [`api::run`] | the REST front-end: Redis reads, AMQP submissions with confirms, fetcher, listener |
-//! | [`worker::run`] | the worker: Redis index, AMQP source and log sink, health server |
+//! | [`worker::run`] | the worker: Redis index, AMQP source and log sink, health server, registry heartbeat |
+//! | [`reindex::run`] | `facerec reindex`: worker registry check, Redis reads, plan, batched writes |
 //! | [`serve::Serve`] | API, page and worker in one process: in-process queue, embedded index, stderr logs |
 //!
 //! Errors: a [`ConfigError`] (or a missing model / recording file) is a mistake in the
@@ -18,6 +19,7 @@
 //! server is waited for, with [`Backoff`](crate::backoff::Backoff).
 
 pub mod api;
+pub mod reindex;
 pub mod serve;
 pub mod worker;
 

@@ -1,12 +1,14 @@
 //! The worker, assembled: Redis index, AMQP message source and log sink, the encoder,
 //! the health server, one orchestrator and the runner. Waits for its servers with
-//! [`Backoff`]; configuration mistakes end it at once.
+//! [`Backoff`]; configuration mistakes end it at once. While it runs, it keeps its entry
+//! in the worker registry (`facerec:workers`: host and tolerance) fresh, so `facerec
+//! reindex` can see it; a clean stop removes the entry.
 
 use super::{AppError, EncoderChoice};
 use crate::adapters::amqp::AmqpSettings;
 use crate::adapters::amqp::logs::AmqpLogs;
 use crate::adapters::amqp::source::AmqpSource;
-use crate::adapters::redis_index::{RedisIndex, RedisSettings};
+use crate::adapters::redis_index::{HEARTBEAT, RedisIndex, RedisSettings};
 use crate::backoff::Backoff;
 use crate::http::Health;
 use crate::metrics::{Gauges, Metrics};
@@ -136,17 +138,54 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     let _ = parts.logs.set(logs.clone());
     let source = Arc::new(AmqpSource::start(config.amqp, config.pipeline.max_attempts));
     let _ = parts.source.set(source.clone());
+    let stop_heartbeat = CancellationToken::new();
+    let beats = tokio::spawn(heartbeat(index.clone(), host.clone(), config.pipeline.tolerance, stop_heartbeat.clone()));
     let orchestrator = Arc::new(Orchestrator::new(encoder, index.clone(), logs.clone(), config.pipeline));
     tracing::info!(concurrency = config.run.concurrency, prefetch, host, "worker running");
     let watch = Arc::new(Watch { parts: parts.clone(), metrics });
     let result = runner::run(orchestrator, source.clone(), config.run, shutdown, watch).await;
     tracing::info!("stopping: closing connections");
+    stop_heartbeat.cancel();
+    let _ = beats.await;
+    if let Err(e) = index.unregister_worker(&host).await {
+        tracing::warn!(error = %e, "could not remove this worker from the worker registry; its entry expires by itself");
+    }
     source.close().await;
     logs.close(Duration::from_secs(5)).await;
     index.close().await;
     let stats = result?;
     tracing::info!(?stats, "worker stopped");
     Ok(())
+}
+
+/// Keeps this worker's registry entry fresh every [`HEARTBEAT`] until `stop`, and says
+/// (at level error, once per recorded value) when the tolerance recorded in Redis by
+/// `facerec reindex` is not this worker's: the worker keeps its own setting, so it links
+/// new images at its tolerance while db 4 was built at the recorded one.
+async fn heartbeat(index: Arc<RedisIndex>, host: String, tolerance: f64, stop: CancellationToken) {
+    let mut told: Option<f64> = None;
+    loop {
+        match index.register_worker(&host, tolerance).await {
+            Ok(Some(recorded)) if recorded != tolerance => {
+                if told != Some(recorded) {
+                    tracing::error!(
+                        tolerance,
+                        recorded,
+                        "db 4 was built with another tolerance than this worker's (recorded by facerec reindex); \
+                         this worker keeps its own and links new images at it: restart it with the recorded \
+                         tolerance, or reindex to this one"
+                    );
+                    told = Some(recorded);
+                }
+            }
+            Ok(_) => told = None,
+            Err(e) => tracing::warn!(error = %e, "could not refresh this worker's entry in the worker registry"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(HEARTBEAT) => {}
+        }
+    }
 }
 
 /// Retries `attempt` with [`Backoff`] while the server is unreachable, until it succeeds

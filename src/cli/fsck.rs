@@ -4,6 +4,7 @@
 
 use super::connection_args::RedisArgs;
 use crate::app;
+use crate::config::ConfigError;
 use crate::fsck::{Report, check};
 use anyhow::Context as _;
 use std::time::Instant;
@@ -17,9 +18,10 @@ pub struct FsckArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// The tolerance db 4 was built with.
-    #[arg(long, env = "FACEREC_TOLERANCE", default_value_t = 0.6)]
-    pub tolerance: f64,
+    /// The tolerance db 4 was built with [default: the one `facerec reindex` recorded in
+    /// Redis, else FACEREC_TOLERANCE, else 0.6]
+    #[arg(long, value_parser = super::pipeline_args::parse_tolerance)]
+    pub tolerance: Option<f64>,
     /// Redis.
     #[command(flatten)]
     pub redis: RedisArgs,
@@ -30,10 +32,13 @@ pub async fn run(args: FsckArgs) -> anyhow::Result<()> {
     let settings = args.redis.settings()?;
     let url = settings.url.clone();
     let index = app::redis_index(settings).await.with_context(|| format!("Redis at {url}"))?;
+    let tolerance = match args.tolerance {
+        Some(t) => t,
+        None => index.recorded_tolerance().await?.map_or_else(worker_tolerance, Ok)?,
+    };
     let started = Instant::now();
     let snapshot = index.snapshot().await?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let tolerance = args.tolerance;
     let report = tokio::task::spawn_blocking(move || check(&snapshot, tolerance, threads)).await?;
     let seconds = started.elapsed().as_secs_f64();
     if args.repair && !report.fixes.is_empty() {
@@ -49,6 +54,14 @@ pub async fn run(args: FsckArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The workers' setting, for a database whose tolerance was never recorded.
+fn worker_tolerance() -> Result<f64, ConfigError> {
+    match std::env::var("FACEREC_TOLERANCE") {
+        Ok(v) => super::pipeline_args::parse_tolerance(&v).map_err(|e| ConfigError::invalid("FACEREC_TOLERANCE", e)),
+        Err(_) => Ok(0.6),
+    }
 }
 
 fn print_text(report: &Report, repaired: bool, seconds: f64) {

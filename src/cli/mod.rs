@@ -11,6 +11,7 @@ pub mod logs;
 pub mod matches;
 pub mod pipeline_args;
 pub mod record;
+pub mod reindex;
 pub mod replay;
 pub mod scan;
 pub mod serve;
@@ -51,6 +52,8 @@ pub enum Command {
     Forget(Box<forget::ForgetArgs>),
     /// Check the Redis databases against the schema; --repair fixes what it can.
     Fsck(fsck::FsckArgs),
+    /// Rebuild the matches (db 4, distances) for a new tolerance, without re-encoding.
+    Reindex(reindex::ReindexArgs),
     /// Save messages from a queue to files.
     Capture(capture::CaptureArgs),
     /// Feed captured messages through the pipeline.
@@ -68,6 +71,7 @@ impl Command {
             | Command::Matches(_)
             | Command::Forget(_)
             | Command::Fsck(_)
+            | Command::Reindex(_)
             | Command::Logs(_)
             | Command::Capture(_)
             | Command::Replay(_) => "warn",
@@ -93,6 +97,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Capture(args) => capture::run(args).await,
         Command::Forget(args) => forget::run(*args).await,
         Command::Fsck(args) => fsck::run(args).await,
+        Command::Reindex(args) => reindex::run(args).await,
         Command::Replay(args) => replay::run(*args).await,
     }
 }

@@ -59,7 +59,7 @@ impl PipelineArgs {
     }
 }
 
-fn parse_tolerance(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_tolerance(s: &str) -> Result<f64, String> {
     let t: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if t.is_finite() && t > 0.0 && t <= 2.0 { Ok(t) } else { Err("tolerance must be a number in (0, 2]".into()) }
 }

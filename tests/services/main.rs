@@ -17,6 +17,7 @@ mod forget;
 #[cfg(feature = "dlib")]
 mod interop;
 mod redis_index;
+mod reindex;
 mod thumbnails;
 mod worker;
 mod wrong_types;

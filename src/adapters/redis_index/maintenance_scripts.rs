@@ -96,11 +96,12 @@ end
 return out
 "#;
 
-/// One page of one database for `fsck`. ARGV: prefix, db, scan cursor, page size, and
-/// for db 0 the kind of key (`image`, `layout` or `thumb`).
+/// One page of one database for `fsck` and `reindex`. ARGV: prefix, db, scan cursor, page
+/// size, and for db 0 the kind of key (`image`, `layout`, `thumb` or `dist`).
 /// db 1: `{next, key, value, ...}`; dbs 2-4: `{next, key, {members}, ...}` (sets only);
 /// db 0: `{next, hash, value, ...}`: the `faces` field of `facerec:image:*` records, the
-/// JSON of `facerec:layout:*`, '' for `facerec:thumb:*` (only their presence is checked).
+/// JSON of `facerec:layout:*`, '' for `facerec:thumb:*` (only their presence is checked),
+/// `{field, value, ...}` of `facerec:dist:*` (hashes only).
 pub(super) const SNAPSHOT_PAGE: &str = r#"
 local p, db, kind = ARGV[1], tonumber(ARGV[2]), ARGV[5] or 'image'
 redis.call('SELECT', db)
@@ -126,6 +127,9 @@ for _, key in ipairs(page[2]) do
   elseif db == 0 and kind == 'thumb' and t == 'string' then
     table.insert(out, string.sub(key, #p + #stem + 1))
     table.insert(out, '')
+  elseif db == 0 and kind == 'dist' and t == 'hash' then
+    table.insert(out, string.sub(key, #p + #stem + 1))
+    table.insert(out, redis.call('HGETALL', key))
   end
 end
 redis.call('SELECT', 0)
@@ -150,4 +154,109 @@ for i = 2, #ARGV, 3 do
 end
 redis.call('SELECT', 0)
 return 1
+"#;
+
+/// Writes one batch of a reindex (`adapters/redis_index/tolerance.rs`). ARGV: prefix, the
+/// tolerance to record as `facerec:tolerance` ('' except on the last batch), then
+/// quadruples (op, a, b, value): `link` a b - and `unlink` a b - (db 4 set of a),
+/// `dist` a b d and `undist` a b - (`facerec:dist:<a>` field b).
+/// A key of another type than the schema's is left alone and named in the reply. A `link`
+/// or `dist` between images of which one has no faces in db 3 any more (erased while the
+/// reindex ran) is not written, so a reindex never brings back an erased image.
+/// Returns `{{foreign key descriptions}, writes left out because an image is gone}`.
+pub(super) const REINDEX_WRITE: &str = r#"
+local p, tolerance = ARGV[1], ARGV[2]
+local foreign, described, alive, gone = {}, {}, {}, 0
+local function check(db, key, want)
+  local id = db .. ':' .. key
+  if foreign[id] == nil then
+    redis.call('SELECT', db)
+    local t = redis.call('TYPE', key)['ok']
+    foreign[id] = t ~= 'none' and t ~= want
+    if foreign[id] then table.insert(described, 'db ' .. db .. ' key ' .. key .. ' is a ' .. t) end
+  end
+  return not foreign[id]
+end
+local function has_faces(h)
+  if alive[h] == nil then
+    redis.call('SELECT', 3)
+    alive[h] = redis.call('TYPE', p .. h)['ok'] == 'set'
+  end
+  return alive[h]
+end
+for i = 3, #ARGV, 4 do
+  local op, a = ARGV[i], ARGV[i + 1]
+  if op == 'link' or op == 'unlink' then check(4, p .. a, 'set') else check(0, p .. 'facerec:dist:' .. a, 'hash') end
+end
+for i = 3, #ARGV, 4 do
+  local op, a, b, v = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local adds = op == 'link' or op == 'dist'
+  if adds and not (has_faces(a) and has_faces(b)) then
+    gone = gone + 1
+  elseif op == 'link' or op == 'unlink' then
+    if not foreign['4:' .. p .. a] then
+      redis.call('SELECT', 4)
+      if op == 'link' then redis.call('SADD', p .. a, b) else redis.call('SREM', p .. a, b) end
+    end
+  else
+    local key = p .. 'facerec:dist:' .. a
+    if not foreign['0:' .. key] then
+      redis.call('SELECT', 0)
+      if op == 'dist' then redis.call('HSET', key, b, v) else redis.call('HDEL', key, b) end
+    end
+  end
+end
+redis.call('SELECT', 0)
+if tolerance ~= '' then redis.call('SET', p .. 'facerec:tolerance', tolerance) end
+return {described, gone}
+"#;
+
+/// The tolerance db 4 was built with, as `facerec reindex` recorded it (nil when none, or
+/// when the key is not a string). ARGV: prefix.
+pub(super) const RECORDED_TOLERANCE: &str = r#"
+local key = ARGV[1] .. 'facerec:tolerance'
+if redis.call('TYPE', key)['ok'] ~= 'string' then return false end
+return redis.call('GET', key)
+"#;
+
+/// A worker says it is running (`facerec:workers`, host -> JSON
+/// `{"tolerance":T,"expires":<Unix seconds, Redis's clock>}`) and drops entries that
+/// expired (workers that died without a clean stop). ARGV: prefix, host, tolerance,
+/// lifetime in seconds. Returns the recorded tolerance, or nil.
+pub(super) const REGISTER_WORKER: &str = r#"
+local p, host, tolerance, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local key = p .. 'facerec:workers'
+local t = redis.call('TYPE', key)['ok']
+if t ~= 'none' and t ~= 'hash' then
+  return redis.error_reply('WRONGTYPE db 0 key ' .. key .. ' is a ' .. t .. ', the schema needs a hash')
+end
+local now = tonumber(redis.call('TIME')[1])
+local all = redis.call('HGETALL', key)
+for i = 1, #all, 2 do
+  local ok, entry = pcall(cjson.decode, all[i + 1])
+  if not ok or type(entry) ~= 'table' or tonumber(entry.expires) == nil or tonumber(entry.expires) < now then
+    redis.call('HDEL', key, all[i])
+  end
+end
+redis.call('HSET', key, host, '{"tolerance":' .. tolerance .. ',"expires":' .. string.format('%d', now + ttl) .. '}')
+local recorded = p .. 'facerec:tolerance'
+if redis.call('TYPE', recorded)['ok'] ~= 'string' then return false end
+return redis.call('GET', recorded)
+"#;
+
+/// A worker's clean stop: its entry leaves `facerec:workers`. ARGV: prefix, host.
+pub(super) const UNREGISTER_WORKER: &str = r#"
+local key = ARGV[1] .. 'facerec:workers'
+if redis.call('TYPE', key)['ok'] ~= 'hash' then return 0 end
+return redis.call('HDEL', key, ARGV[2])
+"#;
+
+/// The worker registry as stored, with Redis's clock: `{now, host, json, host, json, ...}`
+/// (expired entries included: the caller compares). ARGV: prefix.
+pub(super) const WORKERS: &str = r#"
+local key = ARGV[1] .. 'facerec:workers'
+local out = {tostring(redis.call('TIME')[1])}
+if redis.call('TYPE', key)['ok'] ~= 'hash' then return out end
+for _, v in ipairs(redis.call('HGETALL', key)) do table.insert(out, v) end
+return out
 "#;

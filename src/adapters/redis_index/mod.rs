@@ -8,7 +8,7 @@
 //! | 2 | image hash | set of names |
 //! | 3 | image hash | set of encodings (1024 bytes: 128 little-endian f64) |
 //! | 4 | image hash | set of hashes of images with a matching face (both ways) |
-//! | 0 | `facerec:*` | change log, per-image fingerprint and status, pair distances, failures, layouts, thumbnails |
+//! | 0 | `facerec:*` | change log, per-image fingerprint and status, pair distances, failures, layouts, thumbnails, the recorded tolerance, the worker registry |
 //!
 //! Adding a new image: (1) one script stores its faces in db 3 (with its layout and
 //! thumbnail in db 0) and appends it to the change log, returning everything logged since this worker last looked; (2) the faces are
@@ -36,8 +36,10 @@ mod maintenance_scripts;
 mod recent;
 mod scripts;
 mod sentinel;
+mod tolerance;
 
 pub use sentinel::SentinelSettings;
+pub use tolerance::{HEARTBEAT, REGISTRATION_LIFETIME, RegisteredWorker, WRITE_BATCH, WriteReport};
 
 use crate::config::ServiceUrl;
 use crate::face::Encoding;
