@@ -66,6 +66,31 @@ pub fn make(pixels: &RgbPixels, settings: ThumbnailSettings) -> Option<Vec<u8>> 
     Some(out)
 }
 
+/// Largest side a stored thumbnail may have for [`shrink`] to decode it (the stored ones
+/// are `FACEREC_THUMBNAIL_PX`, 256 by default; db 0 is shared, so anything else is refused).
+pub const MAX_STORED_PX: u32 = 4096;
+
+/// A smaller copy of a stored thumbnail, long side at most `max_px`, for the page's cards
+/// and lists (a 256 px thumbnail in a 150 px card is two and a half times the bytes).
+/// `None` when it is already that small (send it as it is) or is not a JPEG within
+/// [`MAX_STORED_PX`].
+pub fn shrink(jpeg: &[u8], max_px: u32) -> Option<Vec<u8>> {
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(jpeg), image::ImageFormat::Jpeg);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_STORED_PX);
+    limits.max_image_height = Some(MAX_STORED_PX);
+    reader.limits(limits);
+    let stored = reader.decode().ok()?.into_rgb8();
+    let (w, h) = fitted(stored.width(), stored.height(), max_px.max(1));
+    if (w, h) == stored.dimensions() {
+        return None;
+    }
+    let small = image::imageops::thumbnail(&stored, w, h);
+    let mut out = Vec::with_capacity(8 << 10);
+    JpegEncoder::new_with_quality(&mut out, QUALITY).write_image(small.as_raw(), w, h, ExtendedColorType::Rgb8).ok()?;
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +123,17 @@ mod tests {
         assert_eq!(size_of_jpeg(&small), (40, 30));
         let tiny = make(&pixels(910, 1137), ThumbnailSettings { max_px: 64 }).unwrap();
         assert_eq!(size_of_jpeg(&tiny), (51, 64));
+    }
+
+    #[test]
+    fn a_stored_thumbnail_shrinks_to_a_smaller_jpeg_and_is_never_enlarged() {
+        let stored = make(&pixels(910, 1137), ThumbnailSettings::default()).unwrap();
+        let small = shrink(&stored, 128).unwrap();
+        assert_eq!(size_of_jpeg(&small), (103, 128));
+        assert!(small.len() < stored.len() / 2, "{} bytes of {}", small.len(), stored.len());
+        assert_eq!(shrink(&stored, 256), None, "already that size");
+        assert_eq!(shrink(&stored, 1024), None, "never enlarged");
+        assert_eq!(shrink(b"not a jpeg", 64), None);
     }
 
     #[test]

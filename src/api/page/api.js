@@ -110,21 +110,25 @@ export function upload(file, onProgress) {
 
 const blobs = new Map();
 
-/** A URL for the image's thumbnail: the route itself, or a blob: URL when a token is needed. */
-export async function thumbnail(hash) {
-  const url = `/api/v1/images/${hash}/thumbnail`;
+/**
+ * A URL for the image's thumbnail, at most `px` on its long side when given (the server
+ * scales the stored one down): the route itself, or a blob: URL when a token is needed.
+ */
+export async function thumbnail(hash, px) {
+  const url = `/api/v1/images/${hash}/thumbnail${px ? `?px=${px}` : ""}`;
   if (!token()) return url;
-  if (!blobs.has(hash)) {
+  const key = `${hash}:${px || ""}`;
+  if (!blobs.has(key)) {
     blobs.set(
-      hash,
+      key,
       fetch(url, { headers: auth() }).then(async (r) => {
         if (!r.ok) throw new ApiError(r.status, await detailOf(r));
         return URL.createObjectURL(await r.blob());
       }),
     );
   }
-  return blobs.get(hash).catch((e) => {
-    blobs.delete(hash);
+  return blobs.get(key).catch((e) => {
+    blobs.delete(key);
     throw e;
   });
 }

@@ -62,6 +62,17 @@ const nearView = new IntersectionObserver(
   { rootMargin: "100px 0px" },
 );
 
+/**
+ * The thumbnail size `el` needs: its longer rendered side in device pixels, rounded up to
+ * a multiple of 32 (so cards of one size share one URL and its cache entry); undefined for
+ * the full stored thumbnail when it is shown large (256 px by default).
+ */
+function sizeFor(el) {
+  const { width, height } = el.getBoundingClientRect();
+  const px = Math.ceil((Math.max(width, height) * (window.devicePixelRatio || 1)) / 32) * 32;
+  return px > 0 && px < 256 ? px : undefined;
+}
+
 /** Runs `load` once `el` comes near the viewport. */
 function whenNear(el, load) {
   loaders.set(el, load);
@@ -96,7 +107,9 @@ export function picture(view, { preview, frame = 1, alt } = {}) {
     pic.prepend(img);
   };
   if (view.thumbnail) {
-    whenNear(pic, () => thumbnail(view.hash).then(show, () => (preview ? show(preview) : pic.prepend(placeholder(describe)))));
+    whenNear(pic, () =>
+      thumbnail(view.hash, sizeFor(pic)).then(show, () => (preview ? show(preview) : pic.prepend(placeholder(describe)))),
+    );
   } else if (preview) {
     show(preview);
   } else {

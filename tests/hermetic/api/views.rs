@@ -75,6 +75,37 @@ async fn the_thumbnail_route_serves_the_jpeg_cacheably_or_a_404_problem() {
 }
 
 #[tokio::test]
+async fn a_smaller_thumbnail_is_scaled_down_from_the_stored_one_and_never_up() {
+    let front = Front::new();
+    let photo = image::RgbImage::from_fn(205, 256, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let mut stored = Vec::new();
+    image::DynamicImage::ImageRgb8(photo)
+        .write_to(&mut std::io::Cursor::new(&mut stored), image::ImageFormat::Jpeg)
+        .unwrap();
+    let hash = front.store_with("obama.jpg", &["obama.jpg"], Some(stored.clone())).await;
+    let size = |bytes: &[u8]| {
+        let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg).expect("a JPEG");
+        (img.width(), img.height())
+    };
+
+    let r = front.get(&format!("/api/v1/images/{hash}/thumbnail?px=160")).await;
+    assert_eq!((r.status, r.header("content-type")), (StatusCode::OK, Some("image/jpeg")));
+    assert_eq!(r.header("cache-control"), Some("private, max-age=31536000, immutable"));
+    assert_eq!(size(&r.body), (128, 160));
+    assert!(r.body.len() < stored.len(), "{} bytes, stored {}", r.body.len(), stored.len());
+    // As large as stored or larger: the stored bytes themselves.
+    for px in [256, 4096] {
+        let r = front.get(&format!("/api/v1/images/{hash}/thumbnail?px={px}")).await;
+        assert_eq!((r.status, r.body == stored), (StatusCode::OK, true), "px={px}");
+    }
+    for bad in ["0", "4097", "-1", "big"] {
+        let r = front.get(&format!("/api/v1/images/{hash}/thumbnail?px={bad}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "px={bad}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"), "px={bad}");
+    }
+}
+
+#[tokio::test]
 async fn the_thumbnail_route_is_503_when_the_index_is_down() {
     let index = std::sync::Arc::new(facerec::adapters::embedded_index::EmbeddedIndex::in_memory());
     let front = Front::over(std::sync::Arc::new(super::DownIndex), index, Default::default());
