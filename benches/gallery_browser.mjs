@@ -89,7 +89,7 @@ try {
     const r = requests.get(e.requestId);
     if (r) r.done = true;
   });
-  const isThumb = (url) => /\/thumbnail$/.test(url);
+  const isThumb = (url) => /\/thumbnail(\?|$)/.test(url);
   const isStream = (url) => url.endsWith("/api/v1/events");
   const kind = (url) => {
     const path = new URL(url).pathname;
@@ -121,7 +121,7 @@ try {
     const c20 = b.counts.find((c) => c.n >= 20);
     const thumbs = performance
       .getEntriesByType("resource")
-      .filter((e) => e.name.endsWith("/thumbnail"))
+      .filter((e) => /\/thumbnail(\?|$)/.test(e.name))
       .map((e) => e.responseEnd)
       .sort((a, b) => a - b);
     return { cards20_ms: c20?.at, thumbs20_ms: thumbs[19] ?? thumbs.at(-1) ?? NaN, cards: document.getElementById("grid").children.length };

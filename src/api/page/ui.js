@@ -46,9 +46,10 @@ function boxes(view) {
   });
 }
 
-// Thumbnails are fetched when their picture comes within 100 px of the viewport,
-// not when the card is made: the first load carries only what is seen (Chromium's own
-// loading="lazy" distance covers the whole first page, and blob: URLs bypass it).
+// Thumbnails are fetched when their picture enters the viewport, not when the card is
+// made: the first load carries only what is seen (Chromium's own loading="lazy" distance
+// covers the whole first page and more, and blob: URLs bypass it). A small thumbnail
+// arrives in a few milliseconds, so scrolling shows no gap worth a margin.
 const loaders = new WeakMap();
 const nearView = new IntersectionObserver(
   (entries) => {
@@ -59,17 +60,18 @@ const nearView = new IntersectionObserver(
       loaders.delete(target);
     }
   },
-  { rootMargin: "100px 0px" },
+  { rootMargin: "0px" },
 );
 
 /**
- * The thumbnail size `el` needs: its longer rendered side in device pixels, rounded up to
- * a multiple of 32 (so cards of one size share one URL and its cache entry); undefined for
- * the full stored thumbnail when it is shown large (256 px by default).
+ * The thumbnail size `el` needs: its longer rendered side in device pixels, allowed to be
+ * scaled up by at most 15% and rounded up to a multiple of 32 (cards of one size share one
+ * URL and its cache entry; a 183 px card gets 160 px, 30% fewer bytes than 192); undefined
+ * for the full stored thumbnail when it is shown large (256 px by default).
  */
 function sizeFor(el) {
   const { width, height } = el.getBoundingClientRect();
-  const px = Math.ceil((Math.max(width, height) * (window.devicePixelRatio || 1)) / 32) * 32;
+  const px = Math.ceil((Math.max(width, height) * (window.devicePixelRatio || 1)) / 1.15 / 32) * 32;
   return px > 0 && px < 256 ? px : undefined;
 }
 
