@@ -380,8 +380,28 @@ def write_doc(r):
               f"- RSS once ready (2 encoder threads with their models, the face cache, buffers): {mil['rss_mb']:.0f} MB;",
               f"  the faces' raw f32 size is {raw:.0f} MB ({mil['rss_mb'] / raw:.2f} x).",
               f"- Store + compare + commit per new image: {mil['store_s'] * 1000:.1f} ms.", ""]
-    open(os.path.join(ROOT, "docs/PERFORMANCE.md"), "w").write("\n".join(lines) + "\n")
+    path = os.path.join(ROOT, "docs/PERFORMANCE.md")
+    lines += other_sections(open(path).read() if os.path.exists(path) else "")
+    open(path, "w").write("\n".join(lines) + "\n")
     log("wrote docs/PERFORMANCE.md")
+
+
+# Sections this script writes, by the start of their title ("A worker holding" covers 1M
+# and --quick's 100k).
+GENERATED = ("Targets", "Encoder per image", "Build flags", "Matching kernel", "End to end", "Compare step",
+             "A worker holding")
+
+
+def other_sections(old):
+    """The `## ` sections of the old document that this script does not write (the REST
+    API, the page, thumbnails, re-indexing: measured by their own benches), as they were,
+    so a re-run keeps them."""
+    kept = []
+    for section in re.split(r"\n(?=## )", old)[1:]:
+        title = section[3:].split("\n", 1)[0]
+        if not title.startswith(GENERATED):
+            kept += [""] + section.rstrip("\n").split("\n")
+    return kept
 
 
 if __name__ == "__main__":
