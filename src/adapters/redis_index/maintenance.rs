@@ -110,36 +110,24 @@ impl RedisIndex {
     /// # Errors
     /// [`IndexError::Unavailable`] when Redis fails.
     pub async fn snapshot(&self) -> Result<Snapshot, IndexError> {
-        let script = Script::from_lua(maintenance_scripts::SNAPSHOT_PAGE);
         let mut s = Snapshot::default();
         let passes = [(0i64, "image"), (0, "layout"), (0, "thumb"), (1, ""), (2, ""), (3, ""), (4, "")];
         for (db, kind) in passes {
-            let mut cursor = "0".to_owned();
-            loop {
-                let args = vec![self.prefix(), db.into(), cursor.as_str().into(), 1000.into(), kind.into()];
-                let mut items = array(self.run(&script, args).await?)?.into_iter();
-                cursor = items.next().as_ref().and_then(text).ok_or_else(|| malformed("snapshot"))?;
-                while let (Some(key), Some(value)) = (items.next(), items.next()) {
-                    let Some(key) = text(&key) else { continue };
-                    match (db, kind) {
-                        (0, "layout") => drop(s.layouts.insert(key, text(&value).unwrap_or_default())),
-                        (0, "thumb") => {
-                            s.thumbnails.insert(key);
-                        }
-                        (0, _) => drop(s.records.insert(key, text(&value).and_then(|v| v.parse().ok()))),
-                        (1, _) => drop(s.names.insert(key, text(&value).unwrap_or_default())),
-                        (2, _) => drop(s.images.insert(key, array(value)?.iter().filter_map(text).collect())),
-                        (3, _) => drop(
-                            s.faces
-                                .insert(key, array(value)?.iter().filter_map(|v| Some(bytes(v)?.to_vec())).collect()),
-                        ),
-                        _ => drop(s.links.insert(key, array(value)?.iter().filter_map(text).collect())),
-                    }
+            self.pages(db, kind, |key, value| {
+                match (db, kind) {
+                    (0, "layout") => drop(s.layouts.insert(key, text(&value).unwrap_or_default())),
+                    (0, "thumb") => drop(s.thumbnails.insert(key)),
+                    (0, _) => drop(s.records.insert(key, text(&value).and_then(|v| v.parse().ok()))),
+                    (1, _) => drop(s.names.insert(key, text(&value).unwrap_or_default())),
+                    (2, _) => drop(s.images.insert(key, array(value)?.iter().filter_map(text).collect())),
+                    (3, _) => drop(
+                        s.faces.insert(key, array(value)?.iter().filter_map(|v| Some(bytes(v)?.to_vec())).collect()),
+                    ),
+                    _ => drop(s.links.insert(key, array(value)?.iter().filter_map(text).collect())),
                 }
-                if cursor == "0" {
-                    break;
-                }
-            }
+                Ok(())
+            })
+            .await?;
         }
         Ok(s)
     }

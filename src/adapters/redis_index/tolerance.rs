@@ -153,7 +153,7 @@ impl RedisIndex {
 
     /// Calls `each(key, value)` for every key of one kind (`SNAPSHOT_PAGE`), SCAN page by
     /// page, so the server is never blocked for long.
-    async fn pages(
+    pub(super) async fn pages(
         &self,
         db: i64,
         kind: &str,

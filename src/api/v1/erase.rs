@@ -5,6 +5,8 @@
 use crate::api::Api;
 use crate::api::course::{hash_param, index_problem};
 use crate::api::problem::Problem;
+use crate::hash::ImageHash;
+use crate::ports::ErasedImage;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -28,6 +30,22 @@ pub struct Erased {
     pub matches: usize,
 }
 
+impl Erased {
+    /// What the index reported for `hash`: `Some` when it was stored and is gone now.
+    pub fn of(hash: &ImageHash, done: Option<ErasedImage>) -> Self {
+        match done {
+            Some(e) => Erased {
+                hash: hash.to_string(),
+                erased: true,
+                names: e.names.into_iter().collect(),
+                faces: e.faces,
+                matches: e.matches,
+            },
+            None => Erased { hash: hash.to_string(), erased: false, names: Vec::new(), faces: 0, matches: 0 },
+        }
+    }
+}
+
 /// Erases an image.
 #[utoipa::path(delete, path = "/api/v1/images/{hash}", tag = "images",
     params(("hash" = String, Path, description = "The image's hash")),
@@ -44,16 +62,7 @@ pub async fn erase(
     let forgotten = api.ports.index.forget(std::slice::from_ref(&hash)).await.map_err(|e| index_problem(&api, &e))?;
     // Submitted through this server earlier: no longer "queued" either.
     api.queued.remove(&hash);
-    let out = match forgotten.erased.into_iter().find(|e| e.hash == hash) {
-        Some(e) => Erased {
-            hash: hash.to_string(),
-            erased: true,
-            names: e.names.into_iter().collect(),
-            faces: e.faces,
-            matches: e.matches,
-        },
-        None => Erased { hash: hash.to_string(), erased: false, names: Vec::new(), faces: 0, matches: 0 },
-    };
+    let out = Erased::of(&hash, forgotten.erased.into_iter().find(|e| e.hash == hash));
     api.info(&format!(
         "erase: {hash}: {} ({} names, {} faces, {} links)",
         if out.erased { "erased" } else { "unknown, nothing to erase" },

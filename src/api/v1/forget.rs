@@ -181,19 +181,7 @@ fn encode_problem(api: &Api, e: &EncodeError) -> Problem {
 fn erased_in_order(hashes: &[ImageHash], done: Forgotten) -> Vec<Erased> {
     let mut by_hash: std::collections::HashMap<ImageHash, _> =
         done.erased.into_iter().map(|e| (e.hash.clone(), e)).collect();
-    hashes
-        .iter()
-        .map(|h| match by_hash.remove(h) {
-            Some(e) => Erased {
-                hash: h.to_string(),
-                erased: true,
-                names: e.names.into_iter().collect(),
-                faces: e.faces,
-                matches: e.matches,
-            },
-            None => Erased { hash: h.to_string(), erased: false, names: Vec::new(), faces: 0, matches: 0 },
-        })
-        .collect()
+    hashes.iter().map(|h| Erased::of(h, by_hash.remove(h))).collect()
 }
 
 /// Hashes and counts only: names, encodings and the photo stay out of the logs.
