@@ -11,6 +11,7 @@
 use super::images::{ImageStatus, ImageView};
 use crate::api::Api;
 use crate::hash::ImageHash;
+use crate::ports::{FaceIndex, IndexError};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
@@ -24,9 +25,15 @@ use tokio::sync::broadcast;
 pub const BUFFER: usize = 256;
 /// How often the poller looks at the index.
 pub const POLL: Duration = Duration::from_millis(500);
-/// Newest images read per poll: more images stored within one poll than this are not all
-/// announced (the page's list shows them).
-pub const WINDOW: usize = 50;
+/// Images read per call of `recent`: a poll reads pages of this many until it reaches an
+/// image the last poll saw, and keeps the first page as the next poll's baseline (so
+/// erasing fewer than this many of the newest images leaves it something to find).
+pub const WINDOW: usize = 100;
+/// Images a poll looks through for one the last poll saw. Found none (over 2,000 images
+/// stored within one poll, or the whole baseline erased since): nothing is announced and
+/// the newest page becomes the baseline, rather than announcing older images as new (the
+/// page's list shows every image).
+pub const CATCH_UP: usize = 1_000;
 /// Comment line sent while nothing happens, so proxies keep the connection.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -91,19 +98,18 @@ async fn poll(api: Weak<Api>) {
         if hub.idle() {
             return;
         }
-        match api.ports.index.recent(WINDOW, None).await {
-            Ok(page) => {
-                let now: HashSet<ImageHash> = page.hashes.iter().cloned().collect();
+        match new_images(&*api.ports.index, seen.as_ref()).await {
+            Ok((top, fresh)) => {
                 // The first look only sets the baseline: what was there before is not news.
-                if let Some(before) = &seen {
-                    for hash in page.hashes.iter().rev().filter(|h| !before.contains(*h)) {
+                if seen.is_some() {
+                    for hash in fresh.iter().rev() {
                         if let Ok(Some(record)) = api.ports.index.image(hash).await {
                             hub.pending.lock().expect("events lock").retain(|h| h != hash);
                             send(hub, &ImageView::done(record));
                         }
                     }
                 }
-                seen = Some(now);
+                seen = Some(top);
             }
             Err(e) => tracing::debug!(error = %e, "events: index not readable now"),
         }
@@ -116,6 +122,35 @@ async fn poll(api: Weak<Api>) {
         }
         drop(api);
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The newest page's hashes (the next poll's baseline) and, newest first, the images above
+/// the newest one in `seen`: the pages are followed down until one holds an image seen
+/// before (or, when the store was empty at the baseline, until it ends). When no seen image turns up within
+/// [`CATCH_UP`] images nothing counts as new. Without a baseline nothing is new.
+async fn new_images(
+    index: &dyn FaceIndex,
+    seen: Option<&HashSet<ImageHash>>,
+) -> Result<(HashSet<ImageHash>, Vec<ImageHash>), IndexError> {
+    let mut page = index.recent(WINDOW, None).await?;
+    let top: HashSet<ImageHash> = page.hashes.iter().cloned().collect();
+    let Some(seen) = seen else { return Ok((top, Vec::new())) };
+    let mut fresh = Vec::new();
+    loop {
+        if let Some(known) = page.hashes.iter().position(|h| seen.contains(h)) {
+            fresh.extend(page.hashes.drain(..known));
+            return Ok((top, fresh));
+        }
+        fresh.append(&mut page.hashes);
+        match page.next {
+            Some(cursor) if fresh.len() < CATCH_UP => page = index.recent(WINDOW, Some(cursor)).await?,
+            _ if seen.is_empty() => return Ok((top, fresh)),
+            _ => {
+                tracing::debug!(read = fresh.len(), "events: no image of the last poll found; new baseline");
+                return Ok((top, Vec::new()));
+            }
+        }
     }
 }
 

@@ -211,6 +211,43 @@ async fn events_announce_a_stored_image_and_a_failed_one_and_keep_alive() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_burst_of_several_poll_windows_is_announced_whole_and_erasing_the_newest_makes_nothing_old_new() {
+    use facerec::api::v1::events::WINDOW;
+    let front = Front::new();
+    let add = |name: String| {
+        let index = front.index.clone();
+        async move {
+            let hash = ImageHash::of_bytes(name.as_bytes());
+            index.add_image(&NewImage::bare(hash.clone(), format!("{name}.jpg"), vec![], "fp"), 0.6).await.unwrap();
+            hash
+        }
+    };
+    for n in 0..30 {
+        add(format!("old{n}")).await;
+    }
+    let response =
+        front.router.clone().oneshot(Request::get("/api/v1/events").body(Body::empty()).unwrap()).await.unwrap();
+    let mut body = response.into_body();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+
+    // Two windows and more stored between two polls (nothing here yields to the poller).
+    let mut burst = Vec::new();
+    for n in 0..2 * WINDOW + 7 {
+        burst.push(add(format!("burst{n}")).await);
+    }
+    let text = read_until(&mut body, burst.last().unwrap().as_str()).await;
+    let announced: Vec<&str> = burst.iter().map(ImageHash::as_str).filter(|h| text.contains(h)).collect();
+    assert_eq!((announced.len(), text.matches("event: image").count()), (burst.len(), burst.len()));
+
+    // The newest half of the poller's baseline (its newest page) erased, then one image
+    // stored: only that one is news, not the older images now at the top.
+    front.index.forget(&burst[burst.len() - WINDOW / 2..]).await.unwrap();
+    let after = add("after".into()).await;
+    let text = read_until(&mut body, after.as_str()).await;
+    assert_eq!(text.matches("event: image").count(), 1, "{text}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_client_that_falls_behind_is_dropped_and_the_others_get_every_event() {
     let front = Front::new();
     let subscribe = || async {
@@ -221,7 +258,7 @@ async fn a_client_that_falls_behind_is_dropped_and_the_others_get_every_event() 
     let mut reader = subscribe().await;
     let mut sleeper = subscribe().await;
     tokio::time::sleep(Duration::from_millis(10)).await;
-    // More events than a client may fall behind (256), one poll window (50) at a time,
+    // More events than a client may fall behind (256), 40 between two polls,
     // read by one client, never by the other.
     let total = facerec::api::v1::events::BUFFER + 20;
     let mut text = String::new();
