@@ -159,6 +159,17 @@ impl ServiceUrl {
         self.0.as_str()
     }
 
+    /// This URL with `key=value` added to its query, unless the query already sets `key`.
+    #[must_use]
+    pub fn with_query_default(&self, key: &str, value: &str) -> Self {
+        if self.0.query_pairs().any(|(k, _)| k == key) {
+            return self.clone();
+        }
+        let mut url = self.0.clone();
+        url.query_pairs_mut().append_pair(key, value);
+        Self(url)
+    }
+
     /// The host, for "Connecting to ..." lines.
     pub fn host(&self) -> &str {
         self.0.host_str().unwrap_or_default()
@@ -203,6 +214,19 @@ mod tests {
 
     fn url(text: &str) -> ServiceUrl {
         ServiceUrl::parse("TEST_URL", text, SCHEMES).unwrap()
+    }
+
+    #[test]
+    fn a_query_default_is_added_unless_the_url_sets_it() {
+        let plain = url("amqp://u:p@host:5672/%2f");
+        assert_eq!(plain.with_query_default("frame_max", "16384").expose(), "amqp://u:p@host:5672/%2f?frame_max=16384");
+        let set = url("amqp://host/v?heartbeat=5&frame_max=8192");
+        assert_eq!(set.with_query_default("frame_max", "16384").expose(), "amqp://host/v?heartbeat=5&frame_max=8192");
+        let other = url("amqp://host/v?heartbeat=5");
+        assert_eq!(
+            other.with_query_default("frame_max", "16384").expose(),
+            "amqp://host/v?heartbeat=5&frame_max=16384"
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The RabbitMQ source in-process: ack, requeue with a counted attempt, dead letters with
-//! their reason, redelivery after a lost connection; the same on a quorum queue.
+//! their reason, redelivery after a lost connection; the same on a quorum queue. The frame
+//! size each kind of connection negotiates.
 
 use facerec::adapters::amqp::source::AmqpSource;
-use facerec::adapters::amqp::{ATTEMPT_HEADER, QueueType, REASON_HEADER, text_headers};
+use facerec::adapters::amqp::{
+    ATTEMPT_HEADER, Frames, PUBLISHER_FRAME_MAX, QueueType, REASON_HEADER, connect_any, text_headers,
+};
 use facerec::ports::{MessageSource, Settlement};
 use facerec_fakes::testkit::servers::{cleanup, publish, publish_undeclared, queue_len, rabbit};
 use facerec_fakes::testkit::{Names, wait_until};
@@ -134,4 +137,22 @@ async fn a_quorum_work_queue_counts_by_itself_and_dead_letters_into_a_quorum_que
     }
     let _ = conn.close(200, "bye".into()).await;
     cleanup(&names).await;
+}
+
+#[tokio::test]
+async fn publishing_connections_ask_for_small_frames_the_consumer_keeps_the_brokers_and_the_url_wins() {
+    let names = Names::new("frames");
+    let settings = names.amqp_settings();
+    let frame_max = |frames: Frames, settings: facerec::adapters::amqp::AmqpSettings| async move {
+        let conn = connect_any(&settings, "facerec-test frames", frames, Duration::from_secs(10)).await.unwrap();
+        let negotiated = conn.configuration().frame_max();
+        let _ = conn.close(200, "bye".into()).await;
+        negotiated
+    };
+    // lapin keeps 32 frames of buffer each way: 1 MiB per publishing connection, not 8.
+    assert_eq!(frame_max(Frames::Small, settings.clone()).await, PUBLISHER_FRAME_MAX);
+    assert_eq!(frame_max(Frames::Broker, settings.clone()).await, 128 << 10, "RabbitMQ's default frame_max");
+    let mut chosen = settings.clone();
+    chosen.url = chosen.url.with_query_default("frame_max", "8192");
+    assert_eq!(frame_max(Frames::Small, chosen).await, 8192);
 }

@@ -4,7 +4,7 @@
 
 use super::publish::publish_confirmed;
 use super::topology::{declare_work, ensure_exchange};
-use super::{AmqpError, AmqpSettings, connect_any, text_headers};
+use super::{AmqpError, AmqpSettings, Frames, connect_any, text_headers};
 use crate::capture::CapturedMessage;
 use crate::hash::ImageHash;
 use futures::StreamExt as _;
@@ -40,7 +40,7 @@ impl ImagePublisher {
     /// # Errors
     /// RabbitMQ is unreachable or refuses a declaration.
     pub async fn connect_within(settings: AmqpSettings, purpose: &str, timeout: Duration) -> Result<Self, AmqpError> {
-        let connection = connect_any(&settings, purpose, timeout).await?;
+        let connection = connect_any(&settings, purpose, Frames::Small, timeout).await?;
         declare_work(&connection, &settings).await.map_err(AmqpError::channel("declaring the queues"))?;
         let channel = connection.create_channel().await.map_err(AmqpError::channel("opening a channel"))?;
         channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(AmqpError::channel("confirm.select"))?;
@@ -110,7 +110,7 @@ impl LogTail {
     /// # Errors
     /// RabbitMQ is unreachable or refuses a declaration.
     pub async fn open(settings: &AmqpSettings, pattern: &str) -> Result<Self, AmqpError> {
-        let connection = connect_any(settings, "facerec logs", CONNECT_TIMEOUT).await?;
+        let connection = connect_any(settings, "facerec logs", Frames::Small, CONNECT_TIMEOUT).await?;
         ensure_exchange(&connection, &settings.logs_exchange, ExchangeKind::Topic, settings.logs_durable)
             .await
             .map_err(AmqpError::channel("declaring the logs exchange"))?;
@@ -171,7 +171,7 @@ impl QueueReader {
     /// # Errors
     /// RabbitMQ is unreachable.
     pub async fn open(settings: &AmqpSettings, queue: &str) -> Result<Self, AmqpError> {
-        let connection = connect_any(settings, "facerec capture", CONNECT_TIMEOUT).await?;
+        let connection = connect_any(settings, "facerec capture", Frames::Broker, CONNECT_TIMEOUT).await?;
         let channel = connection.create_channel().await.map_err(AmqpError::channel("opening a channel"))?;
         Ok(Self { connection, channel, queue: queue.to_owned(), held: Vec::new() })
     }

@@ -5,7 +5,7 @@
 //! dropped and counted: image processing never waits for a log line.
 
 use super::topology::ensure_exchange;
-use super::{AmqpSettings, connect_any};
+use super::{AmqpSettings, Frames, connect_any};
 use crate::backoff::Backoff;
 use crate::ports::LogSink;
 use async_trait::async_trait;
@@ -80,7 +80,7 @@ async fn send_lines(
     // A line taken from the buffer but not yet sent (kept across a reconnect).
     let mut held: Option<(String, String)> = None;
     loop {
-        let channel = match connect_any(&settings, &name, Duration::from_secs(10)).await {
+        let channel = match connect_any(&settings, &name, Frames::Small, Duration::from_secs(10)).await {
             Ok(conn) => {
                 match ensure_exchange(&conn, &settings.logs_exchange, ExchangeKind::Topic, settings.logs_durable).await
                 {

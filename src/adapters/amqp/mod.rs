@@ -157,12 +157,33 @@ impl AmqpError {
     }
 }
 
+/// The largest frame a connection asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frames {
+    /// The broker's (RabbitMQ: 128 KiB): the consumer, whose messages are up to 64 MiB.
+    Broker,
+    /// [`PUBLISHER_FRAME_MAX`]: connections that publish (the API, `submit`, log sinks,
+    /// `capture`).
+    Small,
+}
+
+/// The frame size of [`Frames::Small`]. lapin keeps a buffer of 32 frames each way per
+/// connection, so at RabbitMQ's default 128 KiB frames every connection holds 8 MiB; at
+/// 16 KiB, 1 MiB (`facerec api` has two connections: 14 MiB less resident memory). A
+/// 83 KB image message then goes out as 6 frames instead of 1 (the API benchmark in
+/// docs/PERFORMANCE.md measures it). A `frame_max` in the URL wins.
+pub const PUBLISHER_FRAME_MAX: u32 = 16 << 10;
+
 /// Opens a connection, giving up after `timeout`.
 ///
 /// # Errors
 /// The broker is unreachable, refuses the credentials, or does not answer in time.
-pub async fn connect(url: &ServiceUrl, name: &str, timeout: Duration) -> Result<Connection, AmqpError> {
+pub async fn connect(url: &ServiceUrl, name: &str, frames: Frames, timeout: Duration) -> Result<Connection, AmqpError> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
+    let url = match frames {
+        Frames::Broker => url.clone(),
+        Frames::Small => url.with_query_default("frame_max", &PUBLISHER_FRAME_MAX.to_string()),
+    };
     match tokio::time::timeout(timeout, Connection::connect(url.expose(), properties)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(source)) => Err(AmqpError::Connect { url: url.redacted(), source }),
@@ -176,17 +197,22 @@ pub async fn connect(url: &ServiceUrl, name: &str, timeout: Duration) -> Result<
 ///
 /// # Errors
 /// The error of the last broker tried when none could be reached.
-pub async fn connect_any(settings: &AmqpSettings, name: &str, timeout: Duration) -> Result<Connection, AmqpError> {
+pub async fn connect_any(
+    settings: &AmqpSettings,
+    name: &str,
+    frames: Frames,
+    timeout: Duration,
+) -> Result<Connection, AmqpError> {
     use std::sync::atomic::Ordering;
     if settings.brokers.len() < 2 {
-        return connect(&settings.url, name, timeout).await;
+        return connect(&settings.url, name, frames, timeout).await;
     }
     let n = settings.brokers.len();
     let start = settings.current_broker.load(Ordering::Relaxed) % n;
     let mut last = None;
     for k in 0..n {
         let i = (start + k) % n;
-        match connect(&settings.brokers[i], name, timeout).await {
+        match connect(&settings.brokers[i], name, frames, timeout).await {
             Ok(c) => {
                 settings.current_broker.store(i, Ordering::Relaxed);
                 tracing::info!(broker = %settings.brokers[i].host_port(), "connected to RabbitMQ");

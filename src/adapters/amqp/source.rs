@@ -20,6 +20,7 @@
 //! it (it would not while the channel lives). A dead-letter queue that vanished is
 //! declared again.
 
+use super::Frames;
 use super::publish::publish_confirmed;
 use super::topology::{declare_work, ensure_queue};
 use super::{ATTEMPT_HEADER, AmqpError, AmqpSettings, QueueType, REASON_HEADER, connect_any, text_headers};
@@ -461,7 +462,7 @@ async fn open(
     settings: &AmqpSettings,
     consumer_tag: &str,
 ) -> Result<(Connection, Channel, lapin::Consumer), AmqpError> {
-    let connection = connect_any(settings, &settings.connection_name, Duration::from_secs(10)).await?;
+    let connection = connect_any(settings, &settings.connection_name, Frames::Broker, Duration::from_secs(10)).await?;
     declare_work(&connection, settings).await.map_err(AmqpError::channel("declaring the queues"))?;
     let channel = connection.create_channel().await.map_err(AmqpError::channel("opening a channel"))?;
     channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(AmqpError::channel("confirm.select"))?;
