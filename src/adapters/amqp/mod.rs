@@ -160,10 +160,11 @@ impl AmqpError {
 /// The largest frame a connection asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frames {
-    /// The broker's (RabbitMQ: 128 KiB): the consumer, whose messages are up to 64 MiB.
+    /// The broker's (RabbitMQ: 128 KiB): the consumer and `capture`, which receive
+    /// messages of up to 64 MiB.
     Broker,
-    /// [`PUBLISHER_FRAME_MAX`]: connections that publish (the API, `submit`, log sinks,
-    /// `capture`).
+    /// [`PUBLISHER_FRAME_MAX`]: connections that publish (the API, `submit`, log sinks) or
+    /// read only log lines (`facerec logs`).
     Small,
 }
 

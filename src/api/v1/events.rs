@@ -127,8 +127,9 @@ async fn poll(api: Weak<Api>) {
 
 /// The newest page's hashes (the next poll's baseline) and, newest first, the images above
 /// the newest one in `seen`: the pages are followed down until one holds an image seen
-/// before (or, when the store was empty at the baseline, until it ends). When no seen image turns up within
-/// [`CATCH_UP`] images nothing counts as new. Without a baseline nothing is new.
+/// before (or, when the store was empty at the baseline, until it ends). When no seen
+/// image turns up within [`CATCH_UP`] images nothing counts as new. Without a baseline
+/// nothing is new.
 async fn new_images(
     index: &dyn FaceIndex,
     seen: Option<&HashSet<ImageHash>>,
