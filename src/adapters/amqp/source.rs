@@ -20,10 +20,9 @@
 //! it (it would not while the channel lives). A dead-letter queue that vanished is
 //! declared again.
 
-use super::Frames;
 use super::publish::publish_confirmed;
 use super::topology::{declare_work, ensure_queue};
-use super::{ATTEMPT_HEADER, AmqpError, AmqpSettings, QueueType, REASON_HEADER, connect_any, text_headers};
+use super::{ATTEMPT_HEADER, AmqpError, AmqpSettings, Frames, QueueType, REASON_HEADER, connect_any, text_headers};
 use crate::backoff::Backoff;
 use crate::ports::{Delivery, DeliveryId, KILLS_HEADER, MessageSource, Settlement, SourceError};
 use async_trait::async_trait;

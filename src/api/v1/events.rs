@@ -100,13 +100,10 @@ async fn poll(api: Weak<Api>) {
         }
         match new_images(&*api.ports.index, seen.as_ref()).await {
             Ok((top, fresh)) => {
-                // The first look only sets the baseline: what was there before is not news.
-                if seen.is_some() {
-                    for hash in fresh.iter().rev() {
-                        if let Ok(Some(record)) = api.ports.index.image(hash).await {
-                            hub.pending.lock().expect("events lock").retain(|h| h != hash);
-                            send(hub, &ImageView::done(record));
-                        }
+                for hash in fresh.iter().rev() {
+                    if let Ok(Some(record)) = api.ports.index.image(hash).await {
+                        hub.pending.lock().expect("events lock").retain(|h| h != hash);
+                        send(hub, &ImageView::done(record));
                     }
                 }
                 seen = Some(top);
@@ -128,8 +125,8 @@ async fn poll(api: Weak<Api>) {
 /// The newest page's hashes (the next poll's baseline) and, newest first, the images above
 /// the newest one in `seen`: the pages are followed down until one holds an image seen
 /// before (or, when the store was empty at the baseline, until it ends). When no seen
-/// image turns up within [`CATCH_UP`] images nothing counts as new. Without a baseline
-/// nothing is new.
+/// image turns up within [`CATCH_UP`] images nothing counts as new. Without a baseline (the
+/// first look) nothing is new: what was there before is not news.
 async fn new_images(
     index: &dyn FaceIndex,
     seen: Option<&HashSet<ImageHash>>,
