@@ -240,6 +240,16 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
   await page.locator(".person").first().waitFor({ timeout: 10_000 });
   const people = await apiGet(BASE, "/api/v1/people?limit=100");
   assert.equal(await page.locator(".person").count(), people.people.length);
+  // Every person's crop is drawn from a stored thumbnail, and every image in the strips has loaded.
+  await page.waitForFunction(
+    () =>
+      [...document.querySelectorAll(".person .crop")].every((c) => c.style.backgroundImage || c.classList.contains("missing")) &&
+      [...document.querySelectorAll(".person .strip .pic")].every((p) => p.querySelector("img")?.complete || p.querySelector(".placeholder")),
+    null,
+    { timeout: 10_000 },
+  );
+  assert.equal(await page.locator(".person .crop.missing").count(), 0, "a face crop for every person");
+  assert.equal(await page.locator(".person .strip .placeholder").count(), 0, "a thumbnail for every image of every person");
   await page.screenshot({ path: join(SHOTS, "people-1280.png"), fullPage: true });
 
   // 375 px wide: nothing overflows sideways.

@@ -139,12 +139,27 @@ export function faceCrop(face, label) {
   const py = hgt > side ? (y0 / (hgt - side)) * 100 : 50;
   el.style.backgroundPosition = `${px.toFixed(3)}% ${py.toFixed(3)}%`;
   whenNear(el, () =>
-    thumbnail(face.hash).then(
-      (src) => (el.style.backgroundImage = `url("${src}")`),
-      () => el.classList.add("missing"),
-    ),
+    thumbnail(face.hash)
+      .then(loaded)
+      .then(
+        (src) => (el.style.backgroundImage = `url("${src}")`),
+        () => {
+          el.classList.add("missing");
+          el.setAttribute("aria-label", `${label} (no preview stored)`);
+        },
+      ),
   );
   return el;
+}
+
+/** Resolves with `src` once it has loaded as an image (a CSS background would fail silently). */
+function loaded(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(src);
+    img.onerror = () => reject(new Error(`${src} did not load`));
+    img.src = src;
+  });
 }
 
 /** A state message (loading, empty, error) with an optional action button. */
