@@ -162,7 +162,8 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
   // The rest of the samples, so obama.jpg has several matches at several distances; one sent
   // by another client, which only the event stream tells the page about.
   await page.locator("#live.on").waitFor({ timeout: 10_000 });
-  const other = await fetch(`${BASE}/api/v1/images?name=${ELSEWHERE}`, {
+  const otherName = `photos/2026/${ELSEWHERE}`; // a path, as `facerec serve DIR` and URLs name images
+  const other = await fetch(`${BASE}/api/v1/images?name=${encodeURIComponent(otherName)}`, {
     method: "POST", body: readFileSync(file(ELSEWHERE)), headers: TOKEN ? { Authorization: `Bearer ${TOKEN}` } : {},
   });
   assert.equal(other.status, 202);
@@ -170,6 +171,10 @@ test("the page uploads, shows faces live, lists matches nearest first and the sl
   for (const name of [...REST, ELSEWHERE]) {
     await page.locator(`[data-hash="${hashes[name]}"][data-status=done]`).waitFor({ timeout: SLOW });
   }
+  // A card shows a path's last segment; the whole name is its tooltip.
+  const otherCard = page.locator(`[data-hash="${hashes[ELSEWHERE]}"]`);
+  assert.equal((await otherCard.locator(".name").textContent()).trim(), ELSEWHERE);
+  assert.ok((await otherCard.getAttribute("title")).includes(otherName));
 
   // A text file: refused, with the problem document's detail on its row.
   const dir = mkdtempSync(join(tmpdir(), "facerec-page-"));

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { bus } from "./live.js";
-import { badge, h, picture, plural, retry, state, title } from "./ui.js";
+import { badge, h, picture, plural, retry, short, state, title } from "./ui.js";
 
 const DEFAULT = 0.6;
 let current = null; // the hash shown
@@ -21,7 +21,7 @@ function matchItem(m) {
       "a.match",
       { href: `#/image/${m.hash}` },
       h("span.mini", {}, picture(view, { frame: 1, alt: title(view) })),
-      h("span.match-names", {}, m.names.join(", ") || `${m.hash.slice(0, 12)}…`),
+      h("span.match-names", { title: m.names.join(", ") }, m.names.map(short).join(", ") || `${m.hash.slice(0, 12)}…`),
       h("span.distance", { title: "Face distance: lower is more alike" }, distance(m.distance)),
     ),
   );

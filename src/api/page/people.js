@@ -2,12 +2,12 @@
 // from its thumbnail, its names and its images.
 
 import { api } from "./api.js";
-import { h, faceCrop, picture, plural, retry, state } from "./ui.js";
+import { h, faceCrop, picture, plural, retry, short, state } from "./ui.js";
 
 const SHOWN = 8;
 
 function person(p, i) {
-  const names = p.names.length ? p.names : [`Person ${i + 1}`];
+  const names = p.names.length ? p.names.map(short) : [`Person ${i + 1}`];
   const label = names.slice(0, 3).join(", ") + (names.length > 3 ? ` +${names.length - 3}` : "");
   const images = p.images.slice(0, SHOWN).map((hash) =>
     h("a.mini", { href: `#/image/${hash}`, "aria-label": `Image ${hash.slice(0, 12)}` }, picture({ hash, thumbnail: true }, { frame: 1, alt: "" })),

@@ -21,8 +21,14 @@ export function h(tag, attrs = {}, ...children) {
 export const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 const pct = (x) => `${Math.max(0, Math.min(100, x * 100)).toFixed(3)}%`;
 
-/** The first name, or a short hash when there is none yet. */
-export const title = (view) => view.names?.[0] || view.name || `${view.hash.slice(0, 12)}…`;
+/** A name as shown where space is short: a path's or URL's last segment (lists show it whole). */
+export const short = (name) => name.replace(/[?#].*$/, "").split("/").filter(Boolean).pop() || name;
+
+/** The first name (short), or a short hash when there is none yet. */
+export const title = (view) => {
+  const name = view.names?.[0] || view.name;
+  return name ? short(name) : `${view.hash.slice(0, 12)}…`;
+};
 
 /** The status badge: queued, done, failed. */
 export function badge(status) {
