@@ -3,7 +3,8 @@
 use super::{erase, events, forget, images, list, people, upload};
 use crate::api::problem::Problem;
 use axum::Json;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// The document's root.
@@ -17,7 +18,9 @@ use utoipa::{Modify, OpenApi};
 )]
 pub struct ApiDoc;
 
-/// Declares the optional bearer token (`FACEREC_API_TOKEN`).
+/// Declares the optional bearer token (`FACEREC_API_TOKEN`): the scheme, a security
+/// requirement that is met by the token or by nothing (the server decides whether it needs
+/// one), and the 401 every operation answers when it needs one and the request lacks it.
 struct BearerToken;
 
 impl Modify for BearerToken {
@@ -27,6 +30,21 @@ impl Modify for BearerToken {
                 "bearer",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
+        }
+        openapi.security =
+            Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new()), SecurityRequirement::default()]);
+        let unauthorized = ResponseBuilder::new()
+            .description("The server has a token (FACEREC_API_TOKEN) and the request did not carry it")
+            .content(
+                "application/problem+json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                operation.responses.responses.entry("401".to_owned()).or_insert_with(|| unauthorized.clone().into());
+            }
         }
     }
 }

@@ -87,6 +87,15 @@ async fn the_openapi_document_is_3_1_and_lists_every_v1_route() {
         assert!(doc["components"]["schemas"].get(schema).is_some(), "{schema} missing");
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    // The token is optional (the server's setting): the bearer scheme or nothing.
+    assert_eq!(doc["security"], json!([{"bearer": []}, {}]));
+    // Every operation documents the 401 it answers when the server has a token.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let problem = &operation["responses"]["401"]["content"]["application/problem+json"]["schema"]["$ref"];
+            assert_eq!(problem, "#/components/schemas/Problem", "{method} {path}: no 401");
+        }
+    }
 }
 
 #[tokio::test]
