@@ -29,7 +29,7 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// image the last poll saw, and keeps the first page as the next poll's baseline (so
 /// erasing fewer than this many of the newest images leaves it something to find).
 pub const WINDOW: usize = 100;
-/// Images a poll looks through for one the last poll saw. Found none (over 2,000 images
+/// Images a poll looks through for one the last poll saw. Found none (over 1,000 images
 /// stored within one poll, or the whole baseline erased since): nothing is announced and
 /// the newest page becomes the baseline, rather than announcing older images as new (the
 /// page's list shows every image).
